@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install everything the stack, the demo and the tests need, caching outside the repo
+# (~/.cache/conductor-worker-operator). Safe to run again: cached pieces are skipped.
+source "$(dirname "$0")/lib.sh"
+cd "$CWO_ROOT"
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v mvn >/dev/null || need_apt+=(maven)
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v go >/dev/null || need_apt+=(golang-go)
+if ((${#need_apt[@]})); then
+  log "apt-get install ${need_apt[*]}"
+  sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating virtualenv $VENV"
+  python3 -m venv "$VENV"
+fi
+stamp="$VENV/.cwo-installed"
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+  log "installing the project and its dev tools into $VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e '.[dev]'
+  touch "$stamp"
+else
+  "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
+    || "$VENV/bin/python" -m pip install -q -e '.[dev]'
+fi
+
+bash scripts/fetch-tools.sh
+bash scripts/fetch-conductor.sh
+bash scripts/build-k8s.sh
+log "setup done; activate with: source $VENV/bin/activate"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite on the real local stack: installs what it needs, lints, runs pytest.
+# Extra arguments go to pytest. pytest's "no tests collected" (exit 5) is a failure.
+source "$(dirname "$0")/lib.sh"
+cd "$CWO_ROOT"
+bash scripts/setup.sh
+export PATH="$VENV/bin:$TOOLS_BIN:$PATH"
+
+log "ruff"
+ruff check .
+ruff format --check .
+
+log "pytest"
+set +e
+python -m pytest -p no:cacheprovider "$@"
+rc=$?
+set -e
+if [[ $rc -eq 5 ]]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
+exit $rc

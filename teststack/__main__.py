@@ -1,0 +1,51 @@
+"""`python -m teststack up|down|status|env` — bring the local stack up, tear it down, inspect it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from teststack import conductor, kube, procs
+from teststack.config import load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m teststack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Conductor and the Kubernetes control plane")
+    up.add_argument("--redis", action="store_true", help="back Conductor with redis-server (survives restarts)")
+    up.add_argument("--only", choices=["conductor", "kube"], help="start just one part")
+    sub.add_parser("down", help="stop every process the stack started")
+    sub.add_parser("status", help="say what is running")
+    sub.add_parser("env", help="print shell exports for kubectl, helm and the Conductor URL")
+    args = parser.parse_args(argv)
+    cfg = load()
+
+    try:
+        if args.command == "up":
+            if args.only in (None, "conductor"):
+                conductor.start(cfg, redis=args.redis)
+                print(f"conductor: {cfg.conductor_url}", file=sys.stderr)
+            if args.only in (None, "kube"):
+                kubeconfig = kube.start(cfg)
+                print(f"kube-apiserver: {cfg.apiserver_url} (KUBECONFIG={kubeconfig})", file=sys.stderr)
+        elif args.command == "down":
+            kube.stop(cfg)
+            conductor.stop(cfg)
+        elif args.command == "status":
+            print(f"conductor        {'up' if conductor.healthy(cfg) else 'down'}  {cfg.conductor_url}")
+            print(f"kube-apiserver   {'up' if kube.healthy(cfg) else 'down'}  {cfg.apiserver_url}")
+            kcm = procs.running_pid(cfg.run_dir, kube.CONTROLLER_MANAGER)
+            print(f"controller-mgr   {'up' if kcm else 'down'}")
+        elif args.command == "env":
+            print(f"export KUBECONFIG={cfg.kubeconfig}")
+            print(f"export PATH={cfg.tools_bin}:$PATH")
+            print(f"export CONDUCTOR_SERVER_URL={cfg.conductor_url}")
+    except procs.StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC on), kube-controller-manager.
+
+Flags follow controller-runtime's envtest, but the ServiceAccount admission plugin stays on and
+kube-controller-manager runs, so ReplicaSets, Pods, default ServiceAccounts, tokens and garbage
+collection behave as in a cluster. There is no kubelet: Pods stay Pending unless the tests' node
+agent runs them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from teststack import procs
+from teststack.config import StackConfig
+
+ETCD, APISERVER, CONTROLLER_MANAGER = "etcd", "kube-apiserver", "kube-controller-manager"
+SERVICE_CIDR = "10.0.0.0/24"
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _cert(pki: Path, name: str, subject: str, ext: str) -> None:
+    """A key and a certificate signed by the stack's CA."""
+    (pki / f"{name}.ext").write_text(ext)
+    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-subj", subject,
+             "-out", f"{name}.csr", cwd=pki)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "3650", "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=pki)
+
+
+def ensure_pki(cfg: StackConfig) -> Path:
+    """CA, serving cert, admin client cert (system:masters) and the service-account key pair."""
+    pki = cfg.run_dir / "pki"
+    if (pki / "admin.crt").exists():
+        return pki
+    if not shutil.which("openssl"):
+        raise procs.StackError("openssl is missing: run `bash scripts/setup.sh` (apt-get install openssl)")
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+             "-days", "3650", "-subj", "/CN=cwo-local-ca", cwd=pki)
+    _cert(pki, "apiserver", "/CN=kube-apiserver",
+          "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+          "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n")
+    _cert(pki, "admin", "/O=system:masters/CN=cwo-admin", "extendedKeyUsage=clientAuth\n")
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    return pki
+
+
+def write_kubeconfig(cfg: StackConfig, pki: Path) -> Path:
+    cfg.kubeconfig.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: {cfg.apiserver_url}
+    certificate-authority: {pki / "ca.crt"}
+users:
+- name: admin
+  user:
+    client-certificate: {pki / "admin.crt"}
+    client-key: {pki / "admin.key"}
+contexts:
+- name: local
+  context: {{cluster: local, user: admin, namespace: default}}
+current-context: local
+"""
+    )
+    return cfg.kubeconfig
+
+
+def _ssl_context(pki: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return ctx
+
+
+def _get(url: str, ctx: ssl.SSLContext | None = None) -> bool:
+    with urllib.request.urlopen(url, timeout=3, context=ctx) as resp:
+        return resp.status == 200
+
+
+def healthy(cfg: StackConfig) -> bool:
+    pki = cfg.run_dir / "pki"
+    try:
+        return _get(f"{cfg.apiserver_url}/readyz", _ssl_context(pki))
+    except Exception:
+        return False
+
+
+def _binary(cfg: StackConfig, name: str) -> str:
+    path = cfg.k8s_bin / name
+    if not path.is_file():
+        raise procs.StackError(f"{name} missing at {path}: run `bash scripts/setup.sh` (builds it with Go)")
+    return str(path)
+
+
+def start(cfg: StackConfig, timeout: float = 120) -> Path:
+    """Start the control plane unless it already answers; return the kubeconfig path."""
+    binaries = {n: _binary(cfg, n) for n in (ETCD, APISERVER, CONTROLLER_MANAGER)}
+    pki = ensure_pki(cfg)
+    kubeconfig = write_kubeconfig(cfg, pki)
+    if healthy(cfg) and procs.running_pid(cfg.run_dir, CONTROLLER_MANAGER):
+        return kubeconfig
+    stop(cfg)
+    run = cfg.run_dir
+    etcd_url = f"http://127.0.0.1:{cfg.etcd_port}"
+    data = run / "etcd-data"
+    shutil.rmtree(data, ignore_errors=True)
+    pid = procs.start(run, ETCD, [
+        binaries[ETCD], "--data-dir", str(data), "--listen-client-urls", etcd_url,
+        "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{cfg.etcd_port + 1}",
+        "--unsafe-no-fsync", "--log-level", "warn",
+    ])
+    procs.wait_until(ETCD, lambda: _get(f"{etcd_url}/health"), 30, run, pid)
+
+    pid = procs.start(run, APISERVER, [
+        binaries[APISERVER],
+        f"--etcd-servers={etcd_url}",
+        f"--secure-port={cfg.apiserver_port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+        f"--cert-dir={run / 'apiserver-certs'}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
+        "--authorization-mode=RBAC",
+        f"--service-account-issuer={ISSUER}",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--enable-priority-and-fairness=false",
+        "--endpoint-reconciler-type=none",
+    ])
+    procs.wait_until(APISERVER, lambda: healthy(cfg), timeout, run, pid)
+
+    pid = procs.start(run, CONTROLLER_MANAGER, [
+        binaries[CONTROLLER_MANAGER],
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+        f"--service-account-private-key-file={pki / 'sa.key'}",
+        f"--root-ca-file={pki / 'ca.crt'}",
+        "--controllers=*", "--leader-elect=false", "--secure-port=0",
+        "--use-service-account-credentials=false",
+        "--concurrent-gc-syncs=5", "--node-monitor-grace-period=1h",
+    ])
+    procs.wait_until(CONTROLLER_MANAGER, lambda: procs.running_pid(run, CONTROLLER_MANAGER) is not None,
+                     5, run, pid)
+    return kubeconfig
+
+
+def stop(cfg: StackConfig) -> None:
+    for name in (CONTROLLER_MANAGER, APISERVER, ETCD):
+        procs.stop(cfg.run_dir, name)

@@ -1,0 +1,111 @@
+"""Worker settings from the Conductor SDKs' naming: flags > per-task env > global env > decorator > default.
+
+Per task:  CONDUCTOR_WORKER_<NAME>_<PROP> or conductor.worker.<name>.<prop>
+Global:    CONDUCTOR_WORKER_ALL_<PROP>   or conductor.worker.all.<prop>
+Props:     poll_interval (ms), domain, worker_id, thread_count, poll_timeout (ms), paused, batch_size
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from worker_runtime.worker import WorkerSpec
+
+DEFAULTS: dict[str, Any] = {
+    "poll_interval": 100,
+    "poll_timeout": 1000,
+    "thread_count": 1,
+    "domain": None,
+    "worker_id": None,
+    "paused": False,
+    "batch_size": None,
+}
+_CONVERT = {
+    "poll_interval": int, "poll_timeout": int, "thread_count": int, "batch_size": int,
+    "paused": lambda v: str(v).strip().lower() in ("1", "true", "yes", "on"),
+    "domain": lambda v: str(v) or None, "worker_id": lambda v: str(v) or None,
+}
+MAX_POLL_TIMEOUT_MS = 5000  # the server refuses longer long-polls
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    task_name: str
+    poll_interval_ms: int
+    poll_timeout_ms: int
+    thread_count: int
+    batch_size: int
+    domain: str | None
+    worker_id: str
+    paused: bool
+
+
+def _env_key(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def _lookup(env: Mapping[str, str], scope: str, prop: str) -> str | None:
+    for key in (
+        f"CONDUCTOR_WORKER_{_env_key(scope)}_{prop.upper()}",
+        f"conductor_worker_{scope}_{prop}",
+        f"conductor.worker.{scope}.{prop}",
+    ):
+        if key in env:
+            return env[key]
+    return None
+
+
+def default_worker_id() -> str:
+    """Pod name in Kubernetes (HOSTNAME / POD_NAME), else the host name."""
+    return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname()
+
+
+def resolve(
+    spec: WorkerSpec,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> WorkerSettings:
+    """Resolve one task type's settings; raises ValueError naming the bad variable."""
+    env = os.environ if env is None else env
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    declared = {
+        "poll_interval": spec.poll_interval_millis, "poll_timeout": spec.poll_timeout_millis,
+        "thread_count": spec.thread_count, "domain": spec.domain, "worker_id": spec.worker_id,
+        "batch_size": spec.batch_size,
+    }
+    values: dict[str, Any] = {}
+    for prop, default in DEFAULTS.items():
+        if prop in overrides:
+            values[prop] = overrides[prop]
+            continue
+        raw = _lookup(env, spec.task_definition_name, prop)
+        if raw is None:
+            raw = _lookup(env, "all", prop)
+        if raw is not None:
+            try:
+                values[prop] = _CONVERT[prop](raw)
+            except ValueError as exc:
+                raise ValueError(f"worker '{spec.task_definition_name}': bad {prop} {raw!r}: {exc}") from exc
+        elif declared.get(prop) is not None:
+            values[prop] = declared[prop]
+        else:
+            values[prop] = default
+    thread_count = int(values["thread_count"])
+    if thread_count < 1:
+        raise ValueError(f"worker '{spec.task_definition_name}': thread_count must be >= 1, got {thread_count}")
+    batch = int(values["batch_size"] or thread_count)
+    return WorkerSettings(
+        task_name=spec.task_definition_name,
+        poll_interval_ms=max(0, int(values["poll_interval"])),
+        poll_timeout_ms=min(MAX_POLL_TIMEOUT_MS, max(0, int(values["poll_timeout"]))),
+        thread_count=thread_count,
+        batch_size=max(1, min(batch, thread_count)),
+        domain=values["domain"],
+        worker_id=values["worker_id"] or default_worker_id(),
+        paused=bool(values["paused"]),
+    )
