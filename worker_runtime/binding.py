@@ -83,10 +83,7 @@ def _primitive(value: Any, annotation: Any, where: str) -> Any:
     elif annotation is str:
         if isinstance(value, str):
             return value
-    elif annotation in (dict, list):
-        if isinstance(value, annotation):
-            return value
-    elif isinstance(annotation, type):
+    elif annotation in (dict, list) or isinstance(annotation, type):
         if isinstance(value, annotation):
             return value
     else:

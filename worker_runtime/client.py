@@ -43,7 +43,9 @@ class ConductorClient:
         self.timeout = (connect_timeout, read_timeout)
         key_id = key_id if key_id is not None else os.environ.get("CONDUCTOR_AUTH_KEY")
         key_secret = key_secret if key_secret is not None else os.environ.get("CONDUCTOR_AUTH_SECRET")
-        self.auth = TokenAuth(self.base_url, key_id, key_secret, self.session) if key_id and key_secret else None
+        self.auth = (
+            TokenAuth(self.base_url, key_id, key_secret, self.session) if key_id and key_secret else None
+        )
 
     def __repr__(self) -> str:  # never show credentials
         return f"ConductorClient({self.base_url!r}, auth={'on' if self.auth else 'off'})"
@@ -53,7 +55,9 @@ class ConductorClient:
 
     # -- transport -------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> requests.Response:
         url = f"{self.base_url}{path}"
         read_timeout = timeout if timeout is not None else self.timeout[1]
         for attempt in (1, 2):
@@ -71,7 +75,9 @@ class ConductorClient:
                 continue
             if resp.status_code >= 400:
                 raise ConductorError(
-                    f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code, resp.text
+                    f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}",
+                    resp.status_code,
+                    resp.text,
                 )
             return resp
         raise AssertionError("unreachable")
@@ -82,7 +88,9 @@ class ConductorClient:
         try:
             return resp.json()
         except ValueError as exc:
-            raise ConductorError(f"malformed JSON from server: {resp.text[:200]!r}", resp.status_code) from exc
+            raise ConductorError(
+                f"malformed JSON from server: {resp.text[:200]!r}", resp.status_code
+            ) from exc
 
     # -- tasks -----------------------------------------------------------------------------------
 
@@ -94,7 +102,10 @@ class ConductorClient:
         if domain:
             params["domain"] = domain
         resp = self.request(
-            "GET", f"/tasks/poll/batch/{task_type}", params=params, timeout=timeout_ms / 1000 + self.timeout[1]
+            "GET",
+            f"/tasks/poll/batch/{task_type}",
+            params=params,
+            timeout=timeout_ms / 1000 + self.timeout[1],
         )
         tasks = self._json(resp) or []
         if not isinstance(tasks, list):
@@ -108,13 +119,22 @@ class ConductorClient:
         return self._json(self.request("GET", f"/tasks/{task_id}"))
 
     def update_task_by_ref_name(
-        self, workflow_id: str, ref_name: str, status: str, output: dict[str, Any], worker_id: str | None = None
+        self,
+        workflow_id: str,
+        ref_name: str,
+        status: str,
+        output: dict[str, Any],
+        worker_id: str | None = None,
     ) -> str:
         params = {"workerid": worker_id} if worker_id else None
-        return self.request("POST", f"/tasks/{workflow_id}/{ref_name}/{status}", params=params, json=output).text
+        return self.request(
+            "POST", f"/tasks/{workflow_id}/{ref_name}/{status}", params=params, json=output
+        ).text
 
     def add_task_log(self, task_id: str, message: str) -> None:
-        self.request("POST", f"/tasks/{task_id}/log", data=message, headers={"Content-Type": "application/json"})
+        self.request(
+            "POST", f"/tasks/{task_id}/log", data=message, headers={"Content-Type": "application/json"}
+        )
 
     def queue_sizes(self) -> dict[str, int]:
         """Every queue's size in one request ({"domain:taskType" or "taskType": size})."""
@@ -133,7 +153,10 @@ class ConductorClient:
         self.request("PUT", "/metadata/workflow", json=[definition])
 
     def start_workflow(
-        self, name: str, inputs: dict[str, Any], version: int | None = None,
+        self,
+        name: str,
+        inputs: dict[str, Any],
+        version: int | None = None,
         task_to_domain: dict[str, str] | None = None,
     ) -> str:
         body: dict[str, Any] = {"name": name, "input": inputs}

@@ -26,9 +26,13 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": None,
 }
 _CONVERT = {
-    "poll_interval": int, "poll_timeout": int, "thread_count": int, "batch_size": int,
+    "poll_interval": int,
+    "poll_timeout": int,
+    "thread_count": int,
+    "batch_size": int,
     "paused": lambda v: str(v).strip().lower() in ("1", "true", "yes", "on"),
-    "domain": lambda v: str(v) or None, "worker_id": lambda v: str(v) or None,
+    "domain": lambda v: str(v) or None,
+    "worker_id": lambda v: str(v) or None,
 }
 MAX_POLL_TIMEOUT_MS = 5000  # the server refuses longer long-polls
 
@@ -74,8 +78,11 @@ def resolve(
     env = os.environ if env is None else env
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     declared = {
-        "poll_interval": spec.poll_interval_millis, "poll_timeout": spec.poll_timeout_millis,
-        "thread_count": spec.thread_count, "domain": spec.domain, "worker_id": spec.worker_id,
+        "poll_interval": spec.poll_interval_millis,
+        "poll_timeout": spec.poll_timeout_millis,
+        "thread_count": spec.thread_count,
+        "domain": spec.domain,
+        "worker_id": spec.worker_id,
         "batch_size": spec.batch_size,
     }
     values: dict[str, Any] = {}
@@ -97,7 +104,9 @@ def resolve(
             values[prop] = default
     thread_count = int(values["thread_count"])
     if thread_count < 1:
-        raise ValueError(f"worker '{spec.task_definition_name}': thread_count must be >= 1, got {thread_count}")
+        raise ValueError(
+            f"worker '{spec.task_definition_name}': thread_count must be >= 1, got {thread_count}"
+        )
     batch = int(values["batch_size"] or thread_count)
     return WorkerSettings(
         task_name=spec.task_definition_name,

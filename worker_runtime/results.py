@@ -51,13 +51,18 @@ def from_return(value: Any, task: Task, worker_id: str, logs: list[str]) -> Task
                 status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
                 reason_for_incompletion=f"worker returned output that is not JSON serializable: {exc}",
             ),
-            task, worker_id, logs,
+            task,
+            worker_id,
+            logs,
         )
     return _stamp(TaskResult(output_data=output), task, worker_id, logs)
 
 
 def from_exception(
-    exc: BaseException, task: Task, worker_id: str, logs: list[str],
+    exc: BaseException,
+    task: Task,
+    worker_id: str,
+    logs: list[str],
     non_retryable: tuple[type[BaseException], ...] = (),
 ) -> TaskResult:
     """An exception fails the task with its reason, the traceback in the task log."""

@@ -56,10 +56,19 @@ def worker_task(
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
         if task_definition_name in _REGISTRY and _REGISTRY[task_definition_name].func is not func:
-            raise ValueError(f"task '{task_definition_name}' already has a worker: {_REGISTRY[task_definition_name].func}")
+            raise ValueError(
+                f"task '{task_definition_name}' already has a worker: {_REGISTRY[task_definition_name].func}"
+            )
         _REGISTRY[task_definition_name] = WorkerSpec(
-            task_definition_name, func, domain, poll_interval_millis, thread_count, worker_id,
-            poll_timeout_millis, batch_size, tuple(non_retryable),
+            task_definition_name,
+            func,
+            domain,
+            poll_interval_millis,
+            thread_count,
+            worker_id,
+            poll_timeout_millis,
+            batch_size,
+            tuple(non_retryable),
         )
         return func
 

@@ -1,0 +1,150 @@
+"""`conductor-worker`: run @worker_task functions from Python modules against a Conductor server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from worker_runtime.client import ConductorClient
+from worker_runtime.runner import TaskHandler
+from worker_runtime.worker import discover
+
+EPILOG = """\
+examples:
+  conductor-worker run --module my_pkg.workers
+  CONDUCTOR_SERVER_URL=http://conductor:8080/api conductor-worker run --module a.workers --module b.workers
+  conductor-worker run --path /workers --module tasks --thread-count 10 --metrics-port 8000
+
+configuration (flags override environment, environment overrides the decorator's values):
+  CONDUCTOR_SERVER_URL             server API base, ending in /api
+  CONDUCTOR_AUTH_KEY / _SECRET     Orkes application key and secret (omit for Conductor OSS)
+  CONDUCTOR_WORKER_MODULES         comma-separated modules (same as --module)
+  CONDUCTOR_WORKER_PATH            extra import directories, ':'-separated (same as --path)
+  CONDUCTOR_WORKER_TASKS           comma-separated task names to run (default: all discovered)
+  CONDUCTOR_WORKER_ALL_<PROP>      every worker's PROP: THREAD_COUNT, POLL_INTERVAL (ms),
+                                   POLL_TIMEOUT (ms), BATCH_SIZE, DOMAIN, WORKER_ID, PAUSED
+  CONDUCTOR_WORKER_<TASK>_<PROP>   one task's PROP (TASK upper-cased, non-alphanumerics as _)
+"""
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _split(value: str | None, sep: str = ",") -> list[str]:
+    return [p.strip() for p in (value or "").split(sep) if p.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conductor-worker",
+        description="Run Conductor workers written as @worker_task functions.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="import modules, discover @worker_task functions, poll and execute",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--module", "-m", action="append", default=[], help="module to import (repeatable)")
+    run.add_argument("--path", action="append", default=[], help="directory to add to the import path")
+    run.add_argument("--task", action="append", default=[], help="run only this task type (repeatable)")
+    run.add_argument("--server-url", help="Conductor API base URL (env CONDUCTOR_SERVER_URL)")
+    run.add_argument("--thread-count", type=int, help="concurrency slots per task type")
+    run.add_argument("--poll-interval-ms", type=int, help="wait after an empty poll (grows to 1 s)")
+    run.add_argument("--poll-timeout-ms", type=int, help="server-side long-poll wait, at most 5000")
+    run.add_argument("--batch-size", type=int, help="max tasks per poll (default: free slots)")
+    run.add_argument("--domain", help="poll this domain for every task type")
+    run.add_argument("--worker-id", help="worker id reported to the server (default: pod name)")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("CONDUCTOR_WORKER_METRICS_PORT", "8000")),
+        help="port of /metrics, /healthz, /readyz (default 8000; -1 disables)",
+    )
+    run.add_argument("--metrics-host", default=os.environ.get("CONDUCTOR_WORKER_METRICS_HOST", "0.0.0.0"))
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=float(os.environ.get("CONDUCTOR_WORKER_DRAIN_TIMEOUT", "25")),
+        help="seconds to finish in-flight tasks after SIGTERM (keep below the pod's grace period)",
+    )
+    run.add_argument(
+        "--json-logs",
+        action="store_true",
+        default=os.environ.get("CONDUCTOR_WORKER_JSON_LOGS", "").lower() in ("1", "true"),
+    )
+    run.add_argument("--log-level", default=os.environ.get("CONDUCTOR_WORKER_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if args.json_logs
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
+    log = logging.getLogger("conductor-worker")
+
+    modules = args.module or _split(os.environ.get("CONDUCTOR_WORKER_MODULES"))
+    paths = args.path or _split(os.environ.get("CONDUCTOR_WORKER_PATH"), ":")
+    if not modules:
+        log.error("no worker modules: pass --module or set CONDUCTOR_WORKER_MODULES")
+        return 2
+    try:
+        workers = discover(modules, paths)
+    except ImportError as exc:
+        log.error("%s", exc)
+        return 2
+    wanted = args.task or _split(os.environ.get("CONDUCTOR_WORKER_TASKS"))
+    if wanted:
+        missing = sorted(set(wanted) - set(workers))
+        if missing:
+            log.error("no @worker_task for %s in modules %s (found: %s)", missing, modules, sorted(workers))
+            return 2
+        workers = {name: workers[name] for name in wanted}
+    overrides = {
+        "thread_count": args.thread_count,
+        "poll_interval": args.poll_interval_ms,
+        "poll_timeout": args.poll_timeout_ms,
+        "batch_size": args.batch_size,
+        "domain": args.domain,
+        "worker_id": args.worker_id,
+    }
+    try:
+        runtime = TaskHandler(
+            workers,
+            client=None if not args.server_url else ConductorClient(args.server_url),
+            overrides=overrides,
+            metrics_port=None if args.metrics_port < 0 else args.metrics_port,
+            metrics_host=args.metrics_host,
+            drain_timeout=args.drain_timeout,
+        )
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("running %d worker(s) against %s: %s", len(workers), runtime.client.base_url, sorted(workers))
+    return runtime.run_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Prometheus metrics (Conductor SDK names) and the /metrics, /healthz, /readyz HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+log = logging.getLogger(__name__)
+
+# The *_created series double the scrape size and the autoscaler has no use for them.
+disable_created_metrics()
+
+_TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+
+class WorkerMetrics:
+    """One registry per runtime, so several runtimes in one process (tests) do not collide."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        t = ["taskType"]
+        self.poll = Counter("task_poll_counter", "Polls sent to the server", t, registry=r)
+        self.poll_empty = Counter("task_poll_empty", "Polls that returned no task", t, registry=r)
+        self.poll_error = Counter("task_poll_error", "Polls that failed", [*t, "exception"], registry=r)
+        self.polled = Counter("task_polled", "Tasks received from polls", t, registry=r)
+        self.execute = Counter("task_execute_counter", "Tasks executed", [*t, "status"], registry=r)
+        self.execute_error = Counter(
+            "task_execute_error", "Task executions that raised", [*t, "exception"], registry=r
+        )
+        self.update_error = Counter(
+            "task_update_error", "Result updates that failed (each attempt)", [*t, "exception"], registry=r
+        )
+        self.result_dropped = Counter(
+            "task_result_dropped",
+            "Results given up on after the retry deadline (logged in full)",
+            t,
+            registry=r,
+        )
+        self.poll_time = Histogram(
+            "task_poll_time_seconds", "Poll request duration", t, buckets=_TIME_BUCKETS, registry=r
+        )
+        self.execute_time = Histogram(
+            "task_execute_time_seconds", "Worker function duration", t, buckets=_TIME_BUCKETS, registry=r
+        )
+        self.result_size = Histogram(
+            "task_result_size_bytes", "Serialized outputData size", t, buckets=_SIZE_BUCKETS, registry=r
+        )
+        self.busy_slots = Gauge("worker_busy_slots", "Slots executing or reporting a task now", t, registry=r)
+        self.capacity = Gauge("worker_slot_capacity", "Concurrency slots configured", t, registry=r)
+        self.paused = Gauge("task_paused", "1 when polling for the task type is paused", t, registry=r)
+
+
+class HealthServer:
+    """Serves metrics and probes; `alive` and `ready` are callables returning (ok, detail)."""
+
+    def __init__(
+        self,
+        metrics: WorkerMetrics,
+        alive: Callable[[], tuple[bool, dict]],
+        ready: Callable[[], tuple[bool, dict]],
+        host: str = "0.0.0.0",
+        port: int = 8000,
+    ) -> None:
+        registry = metrics.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/livez"):
+                    self._probe(alive)
+                elif path == "/readyz":
+                    self._probe(ready)
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _probe(self, check: Callable[[], tuple[bool, dict]]) -> None:
+                ok, detail = check()
+                body = json.dumps({"ok": ok, **detail}).encode()
+                self._send(200 if ok else 503, body, "application/json")
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # probes are too chatty to log
+                return
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("metrics and health endpoint on port %d", self.port)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
