@@ -61,7 +61,7 @@ def kubeconfig(stack: StackConfig) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def k8s_api(kubeconfig: Path):
-    from kubernetes import client, config
+    from kubernetes import config
 
     api = config.new_client_from_config(config_file=str(kubeconfig))
     yield api
@@ -77,7 +77,11 @@ def kubectl(stack: StackConfig, kubeconfig: Path):
     def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(stack.kubectl), f"--kubeconfig={kubeconfig}", *args],
-            capture_output=True, text=True, check=check, input=input, timeout=120,
+            capture_output=True,
+            text=True,
+            check=check,
+            input=input,
+            timeout=120,
         )
 
     return run

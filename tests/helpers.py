@@ -26,19 +26,30 @@ def unique(prefix: str) -> str:
 
 def task_def(name: str, retry_count: int = 0, response_timeout: int = 60, **extra: Any) -> dict[str, Any]:
     return {
-        "name": name, "retryCount": retry_count, "retryLogic": "FIXED", "retryDelaySeconds": 0,
-        "timeoutSeconds": 0, "responseTimeoutSeconds": response_timeout, "ownerEmail": "tests@example.com",
+        "name": name,
+        "retryCount": retry_count,
+        "retryLogic": "FIXED",
+        "retryDelaySeconds": 0,
+        "timeoutSeconds": 0,
+        "responseTimeoutSeconds": response_timeout,
+        "ownerEmail": "tests@example.com",
         **extra,
     }
 
 
-def linear_workflow(name: str, steps: list[tuple[str, str, dict[str, Any]]],
-                    output: dict[str, Any] | None = None) -> dict[str, Any]:
+def linear_workflow(
+    name: str, steps: list[tuple[str, str, dict[str, Any]]], output: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A workflow of SIMPLE tasks run one after the other: steps are (task, ref, inputParameters)."""
     return {
-        "name": name, "version": 1, "schemaVersion": 2, "ownerEmail": "tests@example.com",
-        "tasks": [{"name": t, "taskReferenceName": ref, "type": "SIMPLE", "inputParameters": inputs}
-                  for t, ref, inputs in steps],
+        "name": name,
+        "version": 1,
+        "schemaVersion": 2,
+        "ownerEmail": "tests@example.com",
+        "tasks": [
+            {"name": t, "taskReferenceName": ref, "type": "SIMPLE", "inputParameters": inputs}
+            for t, ref, inputs in steps
+        ],
         "outputParameters": output or {},
     }
 
@@ -46,5 +57,6 @@ def linear_workflow(name: str, steps: list[tuple[str, str, dict[str, Any]]],
 def wait_workflow_done(client, workflow_id: str, timeout: float = 60) -> dict[str, Any]:
     return wait_for(
         lambda: (w := client.get_workflow(workflow_id))["status"] not in ("RUNNING", "PAUSED") and w,
-        timeout, f"workflow {workflow_id} to finish",
+        timeout,
+        f"workflow {workflow_id} to finish",
     )

@@ -49,8 +49,19 @@ def start_redis(cfg: StackConfig) -> None:
         raise procs.StackError("redis-server is missing: run `bash scripts/setup.sh` (apt-get install redis-server)")
     data = cfg.run_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    argv = [server, "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(data), "--save", "",
-            "--appendonly", "yes"]
+    argv = [
+        server,
+        "--port",
+        str(REDIS_PORT),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+    ]
     pid = procs.start(cfg.run_dir, REDIS_NAME, argv)
     cli = shutil.which("redis-cli") or "redis-cli"
 
@@ -68,9 +79,7 @@ def start(cfg: StackConfig, redis: bool = False, timeout: float = 180) -> None:
     if healthy(cfg):
         return
     if not cfg.conductor_jar.is_file():
-        raise procs.StackError(
-            f"Conductor server jar missing at {cfg.conductor_jar}: run `bash scripts/setup.sh`"
-        )
+        raise procs.StackError(f"Conductor server jar missing at {cfg.conductor_jar}: run `bash scripts/setup.sh`")
     java = shutil.which("java")
     if not java:
         raise procs.StackError("java (17) is missing: run `bash scripts/setup.sh`")

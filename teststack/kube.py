@@ -29,10 +29,38 @@ def _openssl(*args: str, cwd: Path) -> None:
 def _cert(pki: Path, name: str, subject: str, ext: str) -> None:
     """A key and a certificate signed by the stack's CA."""
     (pki / f"{name}.ext").write_text(ext)
-    _openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-subj", subject,
-             "-out", f"{name}.csr", cwd=pki)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-             "-days", "3650", "-extfile", f"{name}.ext", "-out", f"{name}.crt", cwd=pki)
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-subj",
+        subject,
+        "-out",
+        f"{name}.csr",
+        cwd=pki,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        f"{name}.ext",
+        "-out",
+        f"{name}.crt",
+        cwd=pki,
+    )
 
 
 def ensure_pki(cfg: StackConfig) -> Path:
@@ -43,11 +71,29 @@ def ensure_pki(cfg: StackConfig) -> Path:
     if not shutil.which("openssl"):
         raise procs.StackError("openssl is missing: run `bash scripts/setup.sh` (apt-get install openssl)")
     pki.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-             "-days", "3650", "-subj", "/CN=cwo-local-ca", cwd=pki)
-    _cert(pki, "apiserver", "/CN=kube-apiserver",
-          "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-          "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=cwo-local-ca",
+        cwd=pki,
+    )
+    _cert(
+        pki,
+        "apiserver",
+        "/CN=kube-apiserver",
+        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
+    )
     _cert(pki, "admin", "/O=system:masters/CN=cwo-admin", "extendedKeyUsage=clientAuth\n")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
@@ -115,42 +161,70 @@ def start(cfg: StackConfig, timeout: float = 120) -> Path:
     etcd_url = f"http://127.0.0.1:{cfg.etcd_port}"
     data = run / "etcd-data"
     shutil.rmtree(data, ignore_errors=True)
-    pid = procs.start(run, ETCD, [
-        binaries[ETCD], "--data-dir", str(data), "--listen-client-urls", etcd_url,
-        "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{cfg.etcd_port + 1}",
-        "--unsafe-no-fsync", "--log-level", "warn",
-    ])
+    pid = procs.start(
+        run,
+        ETCD,
+        [
+            binaries[ETCD],
+            "--data-dir",
+            str(data),
+            "--listen-client-urls",
+            etcd_url,
+            "--advertise-client-urls",
+            etcd_url,
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{cfg.etcd_port + 1}",
+            "--unsafe-no-fsync",
+            "--log-level",
+            "warn",
+        ],
+    )
     procs.wait_until(ETCD, lambda: _get(f"{etcd_url}/health"), 30, run, pid)
 
-    pid = procs.start(run, APISERVER, [
-        binaries[APISERVER],
-        f"--etcd-servers={etcd_url}",
-        f"--secure-port={cfg.apiserver_port}", "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-        f"--cert-dir={run / 'apiserver-certs'}",
-        f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-        f"--client-ca-file={pki / 'ca.crt'}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}", "--allow-privileged=true",
-        "--authorization-mode=RBAC",
-        f"--service-account-issuer={ISSUER}",
-        f"--service-account-key-file={pki / 'sa.pub'}",
-        f"--service-account-signing-key-file={pki / 'sa.key'}",
-        "--enable-priority-and-fairness=false",
-        "--endpoint-reconciler-type=none",
-    ])
+    pid = procs.start(
+        run,
+        APISERVER,
+        [
+            binaries[APISERVER],
+            f"--etcd-servers={etcd_url}",
+            f"--secure-port={cfg.apiserver_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--cert-dir={run / 'apiserver-certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--authorization-mode=RBAC",
+            f"--service-account-issuer={ISSUER}",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            "--enable-priority-and-fairness=false",
+            "--endpoint-reconciler-type=none",
+        ],
+    )
     procs.wait_until(APISERVER, lambda: healthy(cfg), timeout, run, pid)
 
-    pid = procs.start(run, CONTROLLER_MANAGER, [
-        binaries[CONTROLLER_MANAGER],
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-        f"--service-account-private-key-file={pki / 'sa.key'}",
-        f"--root-ca-file={pki / 'ca.crt'}",
-        "--controllers=*", "--leader-elect=false", "--secure-port=0",
-        "--use-service-account-credentials=false",
-        "--concurrent-gc-syncs=5", "--node-monitor-grace-period=1h",
-    ])
-    procs.wait_until(CONTROLLER_MANAGER, lambda: procs.running_pid(run, CONTROLLER_MANAGER) is not None,
-                     5, run, pid)
+    pid = procs.start(
+        run,
+        CONTROLLER_MANAGER,
+        [
+            binaries[CONTROLLER_MANAGER],
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--controllers=*",
+            "--leader-elect=false",
+            "--secure-port=0",
+            "--use-service-account-credentials=false",
+            "--concurrent-gc-syncs=5",
+            "--node-monitor-grace-period=1h",
+        ],
+    )
+    procs.wait_until(CONTROLLER_MANAGER, lambda: procs.running_pid(run, CONTROLLER_MANAGER) is not None, 5, run, pid)
     return kubeconfig
 
 

@@ -49,9 +49,7 @@ def start(run_dir: Path, name: str, argv: list[str], env: dict[str, str] | None 
     return proc.pid
 
 
-def wait_until(
-    name: str, ready: Callable[[], bool], timeout: float, run_dir: Path, pid: int | None = None
-) -> None:
+def wait_until(name: str, ready: Callable[[], bool], timeout: float, run_dir: Path, pid: int | None = None) -> None:
     """Poll ready() until it holds; fail with the tail of the component's log if it never does."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -56,9 +56,7 @@ class TokenAuth:
             return self._token
 
     def _refresh(self) -> None:
-        resp = self._session.post(
-            self._url, json={"keyId": self._key_id, "keySecret": self._key_secret}, timeout=10
-        )
+        resp = self._session.post(self._url, json={"keyId": self._key_id, "keySecret": self._key_secret}, timeout=10)
         if resp.status_code in (404, 405):
             log.warning("server has no %s endpoint; continuing without auth (Conductor OSS)", self._url)
             self.disabled = True

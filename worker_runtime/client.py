@@ -43,9 +43,7 @@ class ConductorClient:
         self.timeout = (connect_timeout, read_timeout)
         key_id = key_id if key_id is not None else os.environ.get("CONDUCTOR_AUTH_KEY")
         key_secret = key_secret if key_secret is not None else os.environ.get("CONDUCTOR_AUTH_SECRET")
-        self.auth = (
-            TokenAuth(self.base_url, key_id, key_secret, self.session) if key_id and key_secret else None
-        )
+        self.auth = TokenAuth(self.base_url, key_id, key_secret, self.session) if key_id and key_secret else None
 
     def __repr__(self) -> str:  # never show credentials
         return f"ConductorClient({self.base_url!r}, auth={'on' if self.auth else 'off'})"
@@ -55,9 +53,7 @@ class ConductorClient:
 
     # -- transport -------------------------------------------------------------------------------
 
-    def request(
-        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
-    ) -> requests.Response:
+    def request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> requests.Response:
         url = f"{self.base_url}{path}"
         read_timeout = timeout if timeout is not None else self.timeout[1]
         for attempt in (1, 2):
@@ -88,9 +84,7 @@ class ConductorClient:
         try:
             return resp.json()
         except ValueError as exc:
-            raise ConductorError(
-                f"malformed JSON from server: {resp.text[:200]!r}", resp.status_code
-            ) from exc
+            raise ConductorError(f"malformed JSON from server: {resp.text[:200]!r}", resp.status_code) from exc
 
     # -- tasks -----------------------------------------------------------------------------------
 
@@ -127,14 +121,10 @@ class ConductorClient:
         worker_id: str | None = None,
     ) -> str:
         params = {"workerid": worker_id} if worker_id else None
-        return self.request(
-            "POST", f"/tasks/{workflow_id}/{ref_name}/{status}", params=params, json=output
-        ).text
+        return self.request("POST", f"/tasks/{workflow_id}/{ref_name}/{status}", params=params, json=output).text
 
     def add_task_log(self, task_id: str, message: str) -> None:
-        self.request(
-            "POST", f"/tasks/{task_id}/log", data=message, headers={"Content-Type": "application/json"}
-        )
+        self.request("POST", f"/tasks/{task_id}/log", data=message, headers={"Content-Type": "application/json"})
 
     def queue_sizes(self) -> dict[str, int]:
         """Every queue's size in one request ({"domain:taskType" or "taskType": size})."""

@@ -64,9 +64,9 @@ def _lookup(env: Mapping[str, str], scope: str, prop: str) -> str | None:
     return None
 
 
-def default_worker_id() -> str:
-    """Pod name in Kubernetes (HOSTNAME / POD_NAME), else the host name."""
-    return os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or socket.gethostname()
+def default_worker_id(env: Mapping[str, str]) -> str:
+    """Pod name in Kubernetes (POD_NAME / HOSTNAME), else the host name."""
+    return env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
 
 
 def resolve(
@@ -104,9 +104,7 @@ def resolve(
             values[prop] = default
     thread_count = int(values["thread_count"])
     if thread_count < 1:
-        raise ValueError(
-            f"worker '{spec.task_definition_name}': thread_count must be >= 1, got {thread_count}"
-        )
+        raise ValueError(f"worker '{spec.task_definition_name}': thread_count must be >= 1, got {thread_count}")
     batch = int(values["batch_size"] or thread_count)
     return WorkerSettings(
         task_name=spec.task_definition_name,
@@ -115,6 +113,6 @@ def resolve(
         thread_count=thread_count,
         batch_size=max(1, min(batch, thread_count)),
         domain=values["domain"],
-        worker_id=values["worker_id"] or default_worker_id(),
+        worker_id=values["worker_id"] or default_worker_id(env),
         paused=bool(values["paused"]),
     )

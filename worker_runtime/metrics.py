@@ -39,9 +39,7 @@ class WorkerMetrics:
         self.poll_error = Counter("task_poll_error", "Polls that failed", [*t, "exception"], registry=r)
         self.polled = Counter("task_polled", "Tasks received from polls", t, registry=r)
         self.execute = Counter("task_execute_counter", "Tasks executed", [*t, "status"], registry=r)
-        self.execute_error = Counter(
-            "task_execute_error", "Task executions that raised", [*t, "exception"], registry=r
-        )
+        self.execute_error = Counter("task_execute_error", "Task executions that raised", [*t, "exception"], registry=r)
         self.update_error = Counter(
             "task_update_error", "Result updates that failed (each attempt)", [*t, "exception"], registry=r
         )

@@ -228,9 +228,7 @@ class TaskRunner:
         except Exception as exc:
             self.metrics.execute_error.labels(taskType=self.name, exception=type(exc).__name__).inc()
             log.warning("task %s (%s) failed: %s: %s", task.task_id, self.name, type(exc).__name__, exc)
-            result = results.from_exception(
-                exc, task, self.settings.worker_id, ctx.logs, self.spec.non_retryable
-            )
+            result = results.from_exception(exc, task, self.settings.worker_id, ctx.logs, self.spec.non_retryable)
         finally:
             context.deactivate(token)
             self.metrics.execute_time.labels(**self._labels).observe(time.perf_counter() - started)
@@ -253,9 +251,7 @@ class TaskRunner:
                 self.metrics.update_error.labels(taskType=self.name, exception=_kind(exc)).inc()
                 if not exc.retryable:
                     if body["status"] != str(TaskStatus.FAILED_WITH_TERMINAL_ERROR):
-                        log.error(
-                            "server refused result of task %s (%s); reporting it as failed", task.task_id, exc
-                        )
+                        log.error("server refused result of task %s (%s); reporting it as failed", task.task_id, exc)
                         body = TaskResult(
                             status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
                             reason_for_incompletion=f"server refused the result: {exc}"[:1000],
@@ -312,9 +308,7 @@ class TaskHandler:
     ) -> None:
         specs = list(workers.values()) if isinstance(workers, Mapping) else list(workers)
         if not specs:
-            raise ValueError(
-                "no workers to run: decorate functions with @worker_task and import their modules"
-            )
+            raise ValueError("no workers to run: decorate functions with @worker_task and import their modules")
         self.settings = [worker_config.resolve(s, env, overrides) for s in specs]
         pool = sum(s.thread_count for s in self.settings) + len(specs) + 4
         self.client = client or ConductorClient(pool_size=pool)

@@ -41,11 +41,19 @@ def test_several_simple_tasks_complete_with_computed_outputs_and_dataclass_input
     async def shout(owner: str) -> Item:
         return Item(sku=owner.upper(), qty=1)
 
-    _setup(conductor_client, {count_t: 0, total_t: 0, async_t: 0}, linear_workflow(wf, [
-        (count_t, "count", {"cart": "${workflow.input.cart}"}),
-        (total_t, "total", {"n": "${count.output.n}", "price": "${workflow.input.price}"}),
-        (async_t, "shout", {"owner": "${count.output.owner}"}),
-    ], output={"total": "${total.output.result}", "sku": "${shout.output.sku}"}))
+    _setup(
+        conductor_client,
+        {count_t: 0, total_t: 0, async_t: 0},
+        linear_workflow(
+            wf,
+            [
+                (count_t, "count", {"cart": "${workflow.input.cart}"}),
+                (total_t, "total", {"n": "${count.output.n}", "price": "${workflow.input.price}"}),
+                (async_t, "shout", {"owner": "${count.output.owner}"}),
+            ],
+            output={"total": "${total.output.result}", "sku": "${shout.output.sku}"},
+        ),
+    )
     specs = [WorkerSpec(count_t, count_items), WorkerSpec(total_t, total), WorkerSpec(async_t, shout)]
     cart = {"owner": "ada", "items": [{"sku": "a", "qty": 2}, {"sku": "b", "qty": 3}]}
     with TaskHandler(specs, client=conductor_client):
@@ -101,13 +109,17 @@ def test_bad_input_fails_with_a_clear_reason_and_the_worker_keeps_running(conduc
 
     _setup(conductor_client, {name: 2}, linear_workflow(wf, [(name, "t", {"cart": "${workflow.input.cart}"})]))
     with TaskHandler([WorkerSpec(name, typed)], client=conductor_client):
-        bad = wait_workflow_done(conductor_client, conductor_client.start_workflow(
-            wf, {"cart": {"owner": "x", "items": [{"sku": "a", "qty": "many"}]}}))
-        good = wait_workflow_done(conductor_client, conductor_client.start_workflow(
-            wf, {"cart": {"owner": "y", "items": []}}))
+        bad = wait_workflow_done(
+            conductor_client,
+            conductor_client.start_workflow(wf, {"cart": {"owner": "x", "items": [{"sku": "a", "qty": "many"}]}}),
+        )
+        good = wait_workflow_done(
+            conductor_client, conductor_client.start_workflow(wf, {"cart": {"owner": "y", "items": []}})
+        )
     assert bad["status"] == "FAILED"
     assert bad["tasks"][0]["reasonForIncompletion"] == (
-        "InputBindingError: input 'cart'.items[0].qty: expected int, got str ('many')")
+        "InputBindingError: input 'cart'.items[0].qty: expected int, got str ('many')"
+    )
     assert good["status"] == "COMPLETED"
 
 
@@ -145,8 +157,10 @@ def test_domain_routing_gives_a_domain_worker_only_its_domain_tasks(conductor_cl
     _setup(conductor_client, {name: 0}, linear_workflow(wf, [(name, "r", {"tag": "${workflow.input.tag}"})]))
     domain_worker = WorkerSpec(name, in_x, domain="x")
     plain_worker = WorkerSpec(name, no_domain)
-    with TaskHandler([domain_worker], client=conductor_client), \
-            TaskHandler([plain_worker], client=conductor_client):
+    with (
+        TaskHandler([domain_worker], client=conductor_client),
+        TaskHandler([plain_worker], client=conductor_client),
+    ):
         ids = [conductor_client.start_workflow(wf, {"tag": f"x{i}"}, task_to_domain={name: "x"}) for i in range(3)]
         ids += [conductor_client.start_workflow(wf, {"tag": f"n{i}"}) for i in range(3)]
         finished = [wait_workflow_done(conductor_client, i) for i in ids]
@@ -163,8 +177,11 @@ def test_task_management_api_updates_by_ref_name_and_by_id(conductor_client):
     first = wait_for(lambda: conductor_client.get_workflow(wf_id)["tasks"], 10, "the first task")[0]
     assert manager.get_task(first["taskId"]).reference_task_name == "approve"
     manager.update_task_by_ref_name(wf_id, "approve", "COMPLETED", {"approved_by": "ops"})
-    second = wait_for(lambda: [t for t in conductor_client.get_workflow(wf_id)["tasks"]
-                               if t["referenceTaskName"] == "ship"], 10, "the second task")[0]
+    second = wait_for(
+        lambda: [t for t in conductor_client.get_workflow(wf_id)["tasks"] if t["referenceTaskName"] == "ship"],
+        10,
+        "the second task",
+    )[0]
     manager.add_log(second["taskId"], "shipping by hand")
     manager.update_task(second["taskId"], wf_id, "COMPLETED", {"tracking": "T1"})
     done = wait_workflow_done(conductor_client, wf_id)

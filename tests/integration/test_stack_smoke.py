@@ -22,27 +22,52 @@ def _wait(predicate, timeout: float, what: str):
 def test_conductor_workflow_completes_through_batch_poll_and_update(conductor_client):
     suffix = uuid.uuid4().hex[:8]
     task, wf = f"smoke_task_{suffix}", f"smoke_wf_{suffix}"
-    conductor_client.register_task_defs([{
-        "name": task, "retryCount": 0, "timeoutSeconds": 60, "responseTimeoutSeconds": 30,
-        "ownerEmail": "smoke@example.com",
-    }])
-    conductor_client.register_workflow({
-        "name": wf, "version": 1, "schemaVersion": 2, "ownerEmail": "smoke@example.com",
-        "tasks": [{"name": task, "taskReferenceName": "only", "type": "SIMPLE",
-                   "inputParameters": {"n": "${workflow.input.n}"}}],
-        "outputParameters": {"doubled": "${only.output.doubled}"},
-    })
+    conductor_client.register_task_defs(
+        [
+            {
+                "name": task,
+                "retryCount": 0,
+                "timeoutSeconds": 60,
+                "responseTimeoutSeconds": 30,
+                "ownerEmail": "smoke@example.com",
+            }
+        ]
+    )
+    conductor_client.register_workflow(
+        {
+            "name": wf,
+            "version": 1,
+            "schemaVersion": 2,
+            "ownerEmail": "smoke@example.com",
+            "tasks": [
+                {
+                    "name": task,
+                    "taskReferenceName": "only",
+                    "type": "SIMPLE",
+                    "inputParameters": {"n": "${workflow.input.n}"},
+                }
+            ],
+            "outputParameters": {"doubled": "${only.output.doubled}"},
+        }
+    )
     workflow_id = conductor_client.start_workflow(wf, {"n": 21})
 
     polled = _wait(lambda: conductor_client.poll_batch(task, "smoke", count=5, timeout_ms=500), 20, "a task")
     assert len(polled) == 1
     assert polled[0]["inputData"] == {"n": 21}
-    conductor_client.update_task({
-        "taskId": polled[0]["taskId"], "workflowInstanceId": workflow_id, "workerId": "smoke",
-        "status": "COMPLETED", "outputData": {"doubled": 42},
-    })
+    conductor_client.update_task(
+        {
+            "taskId": polled[0]["taskId"],
+            "workflowInstanceId": workflow_id,
+            "workerId": "smoke",
+            "status": "COMPLETED",
+            "outputData": {"doubled": 42},
+        }
+    )
     done = _wait(
-        lambda: (w := conductor_client.get_workflow(workflow_id))["status"] != "RUNNING" and w, 20, "completion"
+        lambda: (w := conductor_client.get_workflow(workflow_id))["status"] != "RUNNING" and w,
+        20,
+        "completion",
     )
     assert done["status"] == "COMPLETED"
     assert done["output"] == {"doubled": 42}
@@ -71,30 +96,47 @@ spec:
 """
     kubectl("apply", "-f", "-", input=crd)
     kubectl("wait", "--for=condition=Established", "crd/widgets.smoke.example.com", "--timeout=30s")
-    kubectl("apply", "-n", namespace, "-f", "-",
-            input="apiVersion: smoke.example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n")
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input="apiVersion: smoke.example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3}\n",
+    )
     obj = client.CustomObjectsApi(k8s_api).get_namespaced_custom_object(
-        "smoke.example.com", "v1", namespace, "widgets", "w1")
+        "smoke.example.com", "v1", namespace, "widgets", "w1"
+    )
     assert obj["spec"] == {"size": 3}
-    bad = kubectl("apply", "-n", namespace, "-f", "-", check=False,
-                  input="apiVersion: smoke.example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n")
+    bad = kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        input="apiVersion: smoke.example.com/v1\nkind: Widget\nmetadata: {name: w2}\nspec: {size: 0}\n",
+    )
     assert bad.returncode != 0 and "spec.size" in bad.stderr
 
 
 def test_controller_manager_creates_replicaset_and_pods_then_garbage_collects(k8s_api, namespace):
     apps, core = client.AppsV1Api(k8s_api), client.CoreV1Api(k8s_api)
     labels = {"app": "smoke"}
-    apps.create_namespaced_deployment(namespace, client.V1Deployment(
-        metadata=client.V1ObjectMeta(name="smoke"),
-        spec=client.V1DeploymentSpec(
-            replicas=2,
-            selector=client.V1LabelSelector(match_labels=labels),
-            template=client.V1PodTemplateSpec(
-                metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="example/none:1")]),
+    apps.create_namespaced_deployment(
+        namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="smoke"),
+            spec=client.V1DeploymentSpec(
+                replicas=2,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="example/none:1")]),
+                ),
             ),
         ),
-    ))
+    )
     _wait(lambda: len(apps.list_namespaced_replica_set(namespace).items) == 1, 30, "a ReplicaSet")
     _wait(lambda: len(core.list_namespaced_pod(namespace).items) == 2, 30, "2 Pods")
     pod = core.list_namespaced_pod(namespace).items[0]

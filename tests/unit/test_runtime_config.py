@@ -1,0 +1,80 @@
+"""Configuration precedence, backoff and token expiry: pure logic."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+
+import pytest
+
+from worker_runtime.auth import DEFAULT_TTL, token_expiry
+from worker_runtime.backoff import Backoff
+from worker_runtime.config import resolve
+from worker_runtime.worker import WorkerSpec
+
+
+def _spec(**declared) -> WorkerSpec:
+    return WorkerSpec("order-created", lambda: None, **declared)
+
+
+def test_defaults_when_nothing_is_set():
+    s = resolve(_spec(), env={"HOSTNAME": "pod-1"})
+    assert (s.thread_count, s.batch_size, s.poll_interval_ms, s.poll_timeout_ms) == (1, 1, 100, 1000)
+    assert (s.domain, s.paused, s.worker_id) == (None, False, "pod-1")
+
+
+def test_precedence_flag_over_task_env_over_global_env_over_decorator():
+    spec = _spec(thread_count=2, domain="code", poll_interval_millis=300)
+    env = {"CONDUCTOR_WORKER_ALL_THREAD_COUNT": "4", "CONDUCTOR_WORKER_ALL_DOMAIN": "global"}
+    assert resolve(spec, env).thread_count == 4
+    assert resolve(spec, env).domain == "global"
+    assert resolve(spec, env).poll_interval_ms == 300  # decorator, nothing overrides it
+    env["CONDUCTOR_WORKER_ORDER_CREATED_THREAD_COUNT"] = "8"
+    env["conductor.worker.order-created.domain"] = "dotted"
+    assert resolve(spec, env).thread_count == 8
+    assert resolve(spec, env).domain == "dotted"
+    assert resolve(spec, env, overrides={"thread_count": 16, "domain": None}).thread_count == 16
+    assert resolve(spec, env, overrides={"domain": None}).domain == "dotted"  # None means "not given"
+
+
+def test_paused_batch_size_and_poll_timeout_bounds():
+    env = {
+        "CONDUCTOR_WORKER_ALL_PAUSED": "true",
+        "CONDUCTOR_WORKER_ALL_POLL_TIMEOUT": "99999",
+        "CONDUCTOR_WORKER_ALL_THREAD_COUNT": "5",
+        "CONDUCTOR_WORKER_ALL_BATCH_SIZE": "50",
+    }
+    s = resolve(_spec(), env)
+    assert s.paused is True
+    assert s.poll_timeout_ms == 5000  # the server refuses longer long-polls
+    assert s.batch_size == 5  # never more than the slots
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CONDUCTOR_WORKER_ALL_THREAD_COUNT": "many"}, "bad thread_count 'many'"),
+        ({"CONDUCTOR_WORKER_ALL_THREAD_COUNT": "0"}, "thread_count must be >= 1"),
+    ],
+)
+def test_bad_values_name_the_setting(env, message):
+    with pytest.raises(ValueError, match=message):
+        resolve(_spec(), env)
+
+
+def test_backoff_grows_exponentially_is_capped_jittered_and_resets():
+    b = Backoff(base=0.1, cap=1.0, factor=2.0, jitter=0.5, rng=random.Random(7))
+    delays = [b.next_delay() for _ in range(8)]
+    raws = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0]
+    for d, raw in zip(delays, raws, strict=True):
+        assert raw * 0.5 <= d <= raw
+    assert len(set(delays[4:])) > 1  # jitter spreads capped delays
+    b.reset()
+    assert b.next_delay() <= 0.1
+
+
+def test_token_expiry_reads_the_jwt_exp_claim_or_falls_back():
+    claims = base64.urlsafe_b64encode(json.dumps({"exp": 2_000_000_000}).encode()).decode().rstrip("=")
+    assert token_expiry(f"h.{claims}.s", now=0) == 2_000_000_000
+    assert token_expiry("opaque-token", now=100) == 100 + DEFAULT_TTL
