@@ -1,0 +1,290 @@
+"""Pure autoscaling decision: observations + history -> desired replicas and the reason.
+
+Why HPA semantics: users know them (and can move to an HPA/KEDA through the scale subresource without
+relearning). The algorithm follows the HPA controller (pkg/controller/podautoscaler/horizontal.go):
+
+1. every metric proposes replicas (queue depth per replica as an AverageValue target, slot utilization
+   as a Utilization target); a proposal within `tolerance` of the current ratio keeps the current count;
+   the highest proposal wins;
+2. stabilization: the lowest recommendation of the scale-up window and the highest of the scale-down
+   window bound the change (so noise does not flap the fleet);
+3. rate policies (Pods / Percent per period, selectPolicy Max/Min/Disabled) limit the change, counted
+   from the scale events inside each period;
+4. min/max clamps.
+
+Beyond HPA (KEDA-like): scale to zero when minReplicas is 0 and neither a backlog nor a busy slot was
+seen for `cooldownSeconds`; activation from zero as soon as the backlog exceeds `activationQueueDepth`;
+`fallbackReplicas` while Conductor is unreachable. Last, never below the busy pods we can see (the
+operator also marks idle pods as cheaper to delete, so the ReplicaSet removes those first).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+DEFAULT_TOLERANCE = 0.1
+PolicyType = Literal["Pods", "Percent"]
+SelectPolicy = Literal["Max", "Min", "Disabled"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    type: PolicyType
+    value: int
+    period_seconds: int
+
+
+@dataclass(frozen=True)
+class Rules:
+    stabilization_window_seconds: int
+    select_policy: SelectPolicy
+    policies: tuple[Policy, ...]
+
+
+# The HPA defaults: scale up at once (+100% or +4 pods per 15 s, whichever is more); scale down only to
+# the highest recommendation of the last 5 minutes, any amount per 15 s.
+DEFAULT_SCALE_UP = Rules(0, "Max", (Policy("Pods", 4, 15), Policy("Percent", 100, 15)))
+DEFAULT_SCALE_DOWN = Rules(300, "Max", (Policy("Percent", 100, 15),))
+
+
+@dataclass(frozen=True)
+class Config:
+    min_replicas: int = 1
+    max_replicas: int = 10
+    target_queue_depth_per_replica: float = 10
+    target_utilization: float = 0.8  # fraction of slots busy
+    activation_queue_depth: int = 0
+    cooldown_seconds: float = 300
+    fallback_replicas: int | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    scale_up: Rules = DEFAULT_SCALE_UP
+    scale_down: Rules = DEFAULT_SCALE_DOWN
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One evaluation's inputs. queue_depth None means Conductor could not be asked."""
+
+    now: float
+    current_replicas: int
+    queue_depth: dict[str, int] | None
+    busy_slots: int = 0
+    slot_capacity: int = 0
+    busy_pods: int = 0  # pods with at least one busy slot
+    scraped_pods: int = 0  # pods whose /metrics answered
+    scrape_errors: int = 0  # pods with an address whose /metrics did not answer
+
+
+@dataclass(frozen=True)
+class History:
+    """What the decision must remember between evaluations (kept by the caller, per ConductorWorker)."""
+
+    recommendations: tuple[tuple[float, int], ...] = ()  # (time, raw recommendation)
+    scale_events: tuple[tuple[float, int], ...] = ()  # (time, replica change) for rate policies
+    last_active: float | None = None  # last time a backlog or a busy slot was seen
+    last_scale_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired: int
+    reason: str
+    history: History
+    proposals: dict[str, int] = field(default_factory=dict)
+    scaled: bool = False  # desired differs from the current replicas
+
+
+def _rules(raw: dict[str, Any] | None, default: Rules) -> Rules:
+    if not raw:
+        return default
+    policies = (
+        tuple(Policy(p["type"], int(p["value"]), int(p["periodSeconds"])) for p in raw.get("policies") or [])
+        or default.policies
+    )
+    window = raw.get("stabilizationWindowSeconds")
+    return Rules(
+        default.stabilization_window_seconds if window is None else int(window),
+        raw.get("selectPolicy") or "Max",
+        policies,
+    )
+
+
+def config_from_spec(autoscaling: dict[str, Any]) -> Config:
+    """spec.autoscaling (already defaulted by the API server, but robust without it) -> Config."""
+    a = autoscaling or {}
+    fallback = a.get("fallbackReplicas")
+    return Config(
+        min_replicas=int(a.get("minReplicas", 1)),
+        max_replicas=int(a.get("maxReplicas", 10)),
+        target_queue_depth_per_replica=float(a.get("targetQueueDepthPerReplica") or 10),
+        target_utilization=float(a.get("targetUtilization") or 80) / 100.0,
+        activation_queue_depth=int(a.get("activationQueueDepth") or 0),
+        cooldown_seconds=float(a.get("cooldownSeconds", 300)),
+        fallback_replicas=None if fallback is None else int(fallback),
+        tolerance=float(a.get("tolerance") or DEFAULT_TOLERANCE),
+        scale_up=_rules(a.get("scaleUp"), DEFAULT_SCALE_UP),
+        scale_down=_rules(a.get("scaleDown"), DEFAULT_SCALE_DOWN),
+    )
+
+
+def _queue_proposal(cfg: Config, backlog: int, current: int) -> int:
+    """AverageValue target: backlog / replicas should be the target; within tolerance keep current."""
+    if current > 0:
+        ratio = (backlog / current) / cfg.target_queue_depth_per_replica
+        if abs(ratio - 1.0) <= cfg.tolerance:
+            return current
+    return math.ceil(backlog / cfg.target_queue_depth_per_replica)
+
+
+def _utilization_proposal(cfg: Config, obs: Observation) -> int | None:
+    """Utilization target over the pods that reported; None when no pod reported capacity."""
+    if obs.slot_capacity <= 0 or obs.scraped_pods <= 0:
+        return None
+    ratio = (obs.busy_slots / obs.slot_capacity) / cfg.target_utilization
+    if abs(ratio - 1.0) <= cfg.tolerance:
+        return obs.current_replicas
+    missing = max(0, obs.current_replicas - obs.scraped_pods)
+    if ratio < 1.0:
+        # As the HPA does, pods without metrics count as at target when scaling down (they may be
+        # starting) and as idle when scaling up.
+        return math.ceil(ratio * obs.scraped_pods + missing)
+    return math.ceil(ratio * obs.scraped_pods)
+
+
+def _stabilize(cfg: Config, recs: tuple[tuple[float, int], ...], now: float, current: int) -> int:
+    """HPA stabilizeRecommendationWithBehaviors: windows bound the change from the current count."""
+    up_cutoff = now - cfg.scale_up.stabilization_window_seconds
+    down_cutoff = now - cfg.scale_down.stabilization_window_seconds
+    up = min((r for t, r in recs if t >= up_cutoff), default=current)
+    down = max((r for t, r in recs if t >= down_cutoff), default=current)
+    result = current
+    if result < up:
+        result = up
+    if result > down:
+        result = down
+    return result
+
+
+def _rate_limit(rules: Rules, events: tuple[tuple[float, int], ...], now: float, current: int, up: bool) -> int:
+    """HPA calculateScaleUpLimitWithScalingRules / calculateScaleDownLimitWithBehaviors."""
+    if rules.select_policy == "Disabled":
+        return current
+    limits: list[int] = []
+    for policy in rules.policies:
+        recent = [d for t, d in events if t > now - policy.period_seconds]
+        if up:
+            start = current - sum(d for d in recent if d > 0)
+            if policy.type == "Pods":
+                limits.append(start + policy.value)
+            else:
+                limits.append(math.ceil(start * (1 + policy.value / 100.0)))
+        else:
+            start = current - sum(d for d in recent if d < 0)  # d < 0: adds the removed pods back
+            if policy.type == "Pods":
+                limits.append(start - policy.value)
+            else:
+                limits.append(math.floor(start * (1 - policy.value / 100.0)))
+    if not limits:
+        return current
+    # Max = the policy allowing the biggest change; Min = the smallest.
+    if up:
+        return max(limits) if rules.select_policy == "Max" else min(limits)
+    return min(limits) if rules.select_policy == "Max" else max(limits)
+
+
+def _prune(history: History, cfg: Config, now: float) -> History:
+    keep_recs = max(cfg.scale_up.stabilization_window_seconds, cfg.scale_down.stabilization_window_seconds)
+    keep_events = max([p.period_seconds for p in cfg.scale_up.policies + cfg.scale_down.policies], default=0)
+    return replace(
+        history,
+        recommendations=tuple((t, r) for t, r in history.recommendations if t >= now - keep_recs),
+        scale_events=tuple((t, d) for t, d in history.scale_events if t > now - keep_events),
+    )
+
+
+def _finish(desired: int, reason: str, obs: Observation, history: History, proposals: dict[str, int]) -> Decision:
+    """Busy protection, then record the scale event (rate policies count it)."""
+    if desired < obs.busy_pods and obs.current_replicas > desired:
+        desired = min(obs.busy_pods, obs.current_replicas)
+        reason += f"; kept {desired} for busy workers"
+    if desired != obs.current_replicas:
+        history = replace(
+            history,
+            scale_events=(*history.scale_events, (obs.now, desired - obs.current_replicas)),
+            last_scale_time=obs.now,
+        )
+    return Decision(desired, reason, history, proposals, desired != obs.current_replicas)
+
+
+def decide(cfg: Config, obs: Observation, history: History | None = None) -> Decision:
+    """Desired replicas for one evaluation; the returned history feeds the next evaluation."""
+    history = _prune(history or History(), cfg, obs.now)
+    current = obs.current_replicas
+    if obs.queue_depth is None:
+        if cfg.fallback_replicas is None:
+            return _finish(current, "Conductor unreachable: keeping current replicas", obs, history, {})
+        return _finish(
+            cfg.fallback_replicas,
+            f"Conductor unreachable: fallback to {cfg.fallback_replicas}",
+            obs,
+            history,
+            {},
+        )
+
+    backlog = sum(obs.queue_depth.values())
+    active = backlog > 0 or obs.busy_slots > 0 or obs.busy_pods > 0
+    if active or history.last_active is None:
+        history = replace(history, last_active=obs.now)
+
+    if current == 0:
+        if backlog > cfg.activation_queue_depth:
+            # Activation: skip the windows (nothing to stabilize at zero), honour the upper clamp.
+            wanted = max(1, cfg.min_replicas, _queue_proposal(cfg, backlog, 0))
+            desired = min(wanted, cfg.max_replicas)
+            history = replace(history, recommendations=((obs.now, desired),))
+            reason = f"activated: backlog {backlog} > activation threshold {cfg.activation_queue_depth}"
+            return _finish(desired, reason, obs, history, {"queue": wanted})
+        if cfg.min_replicas == 0:
+            return _finish(0, f"idle at zero: backlog {backlog}", obs, history, {})
+        # minReplicas > 0 but the fleet is at 0 (e.g. autoscaling just enabled): the min clamp applies.
+
+    idle_for = obs.now - (history.last_active if history.last_active is not None else obs.now)
+    if (
+        cfg.min_replicas == 0
+        and not active
+        and obs.scrape_errors == 0
+        and idle_for >= cfg.cooldown_seconds
+        and current > 0
+    ):
+        history = replace(history, recommendations=((obs.now, 0),))
+        return _finish(0, f"scaled to zero: no backlog and no busy slot for {idle_for:.0f}s", obs, history, {})
+
+    proposals = {"queue": _queue_proposal(cfg, backlog, current)}
+    utilization = _utilization_proposal(cfg, obs)
+    if utilization is not None:
+        proposals["utilization"] = utilization
+    metric, raw = max(proposals.items(), key=lambda kv: kv[1])
+    history = replace(history, recommendations=(*history.recommendations, (obs.now, raw)))
+
+    stabilized = _stabilize(cfg, history.recommendations, obs.now, current)
+    desired = stabilized
+    reason = f"{metric} proposes {raw} (backlog {backlog}, busy {obs.busy_slots}/{obs.slot_capacity})"
+    if desired > current:
+        limit = _rate_limit(cfg.scale_up, history.scale_events, obs.now, current, up=True)
+        if desired > limit:
+            desired, reason = limit, reason + f"; scale-up rate limited to {limit}"
+    elif desired < current:
+        limit = _rate_limit(cfg.scale_down, history.scale_events, obs.now, current, up=False)
+        if desired < limit:
+            desired, reason = limit, reason + f"; scale-down rate limited to {limit}"
+    if stabilized != raw:
+        reason += f"; stabilized to {stabilized}"
+
+    floor = max(cfg.min_replicas, 1)  # 1 while cooling down before zero; zero is decided above
+    if desired < floor:
+        desired, reason = floor, reason + f"; clamped to min {floor}"
+    if desired > cfg.max_replicas:
+        desired, reason = cfg.max_replicas, reason + f"; clamped to max {cfg.max_replicas}"
+    return _finish(desired, reason, obs, history, proposals)

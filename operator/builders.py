@@ -1,0 +1,341 @@
+"""Pure manifest builders: a ConductorWorker (name, namespace, uid, spec) -> child manifests as dicts.
+
+Why pure: every field the operator sets is decided here, without I/O, so the unit tests can check the
+whole contract (env, probes, security, ownership) and the handlers only apply what comes out.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+GROUP = "conductor.io"
+VERSION = "v1alpha1"
+KIND = "ConductorWorker"
+PLURAL = "conductorworkers"
+MANAGER = "conductor-operator"
+APP_NAME = "conductor-worker"
+CONTAINER = "worker"
+METRICS_PORT_NAME = "metrics"
+HASH_ANNOTATION = f"{GROUP}/spec-hash"
+DEFAULT_IMAGE = "ghcr.io/conductor-worker-operator/worker-runtime:0.1.0"
+DEFAULT_METRICS_PORT = 8000
+DEFAULT_GRACE_SECONDS = 60
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    """What the children need to know about the ConductorWorker that owns them."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def from_body(cls, body: Any) -> Owner:
+        meta = body["metadata"]
+        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+
+def default_image() -> str:
+    """The runtime image used when spec.image is empty (the chart sets CWO_DEFAULT_WORKER_IMAGE)."""
+    return os.environ.get("CWO_DEFAULT_WORKER_IMAGE") or DEFAULT_IMAGE
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """The immutable part of the labels: the Deployment/Service/PDB selector."""
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": name}
+
+
+def labels(name: str) -> dict[str, str]:
+    return {
+        **selector_labels(name),
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/part-of": "conductor",
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+
+
+def selector_string(name: str) -> str:
+    """The selector as the scale subresource wants it (status.selector is a string)."""
+    return ",".join(f"{k}={v}" for k, v in selector_labels(name).items())
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    """Controller reference: kube-controller-manager's GC deletes the children with the CR."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(owner: Owner, name: str | None = None, extra_labels: dict[str, str] | None = None) -> Manifest:
+    return {
+        "name": name or owner.name,
+        "namespace": owner.namespace,
+        "labels": {**labels(owner.name), **(extra_labels or {})},
+        "ownerReferences": [owner_reference(owner)],
+    }
+
+
+def env_task_name(task: str) -> str:
+    """CONDUCTOR_WORKER_<NAME>_<PROP>: the runtime's env key for a task (non-alphanumerics -> '_')."""
+    return re.sub(r"[^A-Za-z0-9]", "_", task).upper()
+
+
+def metrics_port(spec: dict[str, Any]) -> int:
+    return int((spec.get("metrics") or {}).get("port") or DEFAULT_METRICS_PORT)
+
+
+def grace_seconds(spec: dict[str, Any]) -> int:
+    return int(spec.get("terminationGracePeriodSeconds") or DEFAULT_GRACE_SECONDS)
+
+
+def drain_timeout(grace: int) -> int:
+    """A little below the grace period, so the runtime reports its last results before SIGKILL."""
+    margin = min(5, max(1, grace // 10))
+    return max(0, grace - margin)
+
+
+def task_names(spec: dict[str, Any]) -> list[str]:
+    return [t["name"] for t in spec.get("tasks") or []]
+
+
+_TASK_PROPS = (
+    ("concurrency", "THREAD_COUNT"),
+    ("pollIntervalMs", "POLL_INTERVAL"),
+    ("pollTimeoutMs", "POLL_TIMEOUT"),
+    ("domain", "DOMAIN"),
+    ("batchSize", "BATCH_SIZE"),
+    ("paused", "PAUSED"),
+)
+
+
+def _env_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def worker_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runtime's configuration as env; credentials only as secretKeyRef (never their values)."""
+    conductor = spec.get("conductor") or {}
+    env: list[dict[str, Any]] = [
+        {"name": "CONDUCTOR_SERVER_URL", "value": conductor["serverUrl"]},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "CONDUCTOR_WORKER_TASKS", "value": ",".join(task_names(spec))},
+        {"name": "CONDUCTOR_WORKER_METRICS_PORT", "value": str(metrics_port(spec))},
+    ]
+    ref = conductor.get("authSecretRef")
+    if ref:
+        for env_name, key_field, default_key in (
+            ("CONDUCTOR_AUTH_KEY", "keyIdKey", "keyId"),
+            ("CONDUCTOR_AUTH_SECRET", "keySecretKey", "keySecret"),
+        ):
+            env.append(
+                {
+                    "name": env_name,
+                    "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get(key_field) or default_key}},
+                }
+            )
+    if spec.get("modules"):
+        env.append({"name": "CONDUCTOR_WORKER_MODULES", "value": ",".join(spec["modules"])})
+    for task in spec.get("tasks") or []:
+        prefix = f"CONDUCTOR_WORKER_{env_task_name(task['name'])}_"
+        for field, prop in _TASK_PROPS:
+            if task.get(field) is not None and task.get(field) != "":
+                env.append({"name": prefix + prop, "value": _env_value(task[field])})
+    # User env last and by name: an override replaces the operator's value instead of duplicating it.
+    overrides = list((spec.get("template") or {}).get("env") or [])
+    names = {e.get("name") for e in overrides}
+    return [e for e in env if e["name"] not in names] + copy.deepcopy(overrides)
+
+
+def worker_args(spec: dict[str, Any]) -> list[str]:
+    args = ["run", "--metrics-port", str(metrics_port(spec)), "--metrics-host", "0.0.0.0"]
+    args += ["--drain-timeout", str(drain_timeout(grace_seconds(spec))), "--json-logs"]
+    for module in spec.get("modules") or []:
+        args += ["--module", module]
+    return args
+
+
+def _pod_security(template: dict[str, Any]) -> dict[str, Any]:
+    base = {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    return {**base, **copy.deepcopy(template.get("securityContext") or {})}
+
+
+def _container_security(template: dict[str, Any]) -> dict[str, Any]:
+    base = {
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return {**base, **copy.deepcopy(template.get("containerSecurityContext") or {})}
+
+
+def pod_template(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    """The worker pod: runtime CLI, env, probes on the metrics port, hardened defaults, overrides."""
+    template = spec.get("template") or {}
+    port = metrics_port(spec)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.get("image") or default_image(),
+        "imagePullPolicy": spec.get("imagePullPolicy") or "IfNotPresent",
+        "command": ["conductor-worker"],
+        "args": worker_args(spec),
+        "env": worker_env(spec),
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
+            "periodSeconds": 10,
+            "timeoutSeconds": 2,
+            "failureThreshold": 3,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": METRICS_PORT_NAME},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "securityContext": _container_security(template),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            *copy.deepcopy(template.get("volumeMounts") or []),
+        ],
+    }
+    if template.get("envFrom"):
+        container["envFrom"] = copy.deepcopy(template["envFrom"])
+    if template.get("resources"):
+        container["resources"] = copy.deepcopy(template["resources"])
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": grace_seconds(spec),
+        "securityContext": _pod_security(template),
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *copy.deepcopy(template.get("volumes") or [])],
+    }
+    for field in (
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "serviceAccountName",
+        "priorityClassName",
+        "imagePullSecrets",
+    ):
+        if template.get(field):
+            pod_spec[field] = copy.deepcopy(template[field])
+    annotations = {
+        **(template.get("annotations") or {}),
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+    return {
+        "metadata": {
+            "labels": {**(template.get("labels") or {}), **labels(owner.name)},
+            "annotations": annotations,
+        },
+        "spec": pod_spec,
+    }
+
+
+def spec_hash(obj: Any) -> str:
+    """Stable short hash of a manifest part, for change detection (status.specHash, annotations)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def deployment(owner: Owner, spec: dict[str, Any], replicas: int | None) -> Manifest:
+    """The worker Deployment; replicas None leaves the field unmanaged (it is always set today)."""
+    template = pod_template(owner, spec)
+    meta = _metadata(owner)
+    meta["annotations"] = {HASH_ANNOTATION: spec_hash(template)}
+    dep_spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(owner.name)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
+        "revisionHistoryLimit": 5,
+        "progressDeadlineSeconds": 600,
+        "template": template,
+    }
+    if replicas is not None:
+        dep_spec["replicas"] = int(replicas)
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
+
+
+def service(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    """Headless Service over the worker pods' metrics port (Prometheus scrapes each pod)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(owner, extra_labels={"conductor.io/metrics": "true"}),
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector_labels(owner.name),
+            "ports": [
+                {
+                    "name": METRICS_PORT_NAME,
+                    "port": metrics_port(spec),
+                    "targetPort": METRICS_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def service_monitor_wanted(spec: dict[str, Any]) -> bool:
+    return bool(((spec.get("metrics") or {}).get("serviceMonitor") or {}).get("enabled"))
+
+
+def service_monitor(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    sm = (spec.get("metrics") or {}).get("serviceMonitor") or {}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _metadata(owner, extra_labels=sm.get("labels") or {}),
+        "spec": {
+            "selector": {"matchLabels": {**selector_labels(owner.name), "conductor.io/metrics": "true"}},
+            "namespaceSelector": {"matchNames": [owner.namespace]},
+            "endpoints": [{"port": METRICS_PORT_NAME, "path": "/metrics", "interval": sm.get("interval") or "30s"}],
+        },
+    }
+
+
+def pdb_wanted(spec: dict[str, Any], replicas: int) -> bool:
+    """A PDB only helps with more than one pod; with one it would block node drains."""
+    enabled = (spec.get("podDisruptionBudget") or {}).get("enabled", True)
+    return bool(enabled) and replicas > 1
+
+
+def pod_disruption_budget(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    max_unavailable = (spec.get("podDisruptionBudget") or {}).get("maxUnavailable", 1)
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(owner),
+        "spec": {"maxUnavailable": max_unavailable, "selector": {"matchLabels": selector_labels(owner.name)}},
+    }
+
+
+def fixed_replicas(spec: dict[str, Any]) -> int:
+    """spec.replicas drives the Deployment when the operator's autoscaler is off."""
+    value = spec.get("replicas")
+    return 1 if value is None else int(value)
+
+
+def autoscaling_enabled(spec: dict[str, Any]) -> bool:
+    return bool((spec.get("autoscaling") or {}).get("enabled"))

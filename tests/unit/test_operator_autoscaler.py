@@ -1,0 +1,238 @@
+"""The decision function against the table of cases (HPA semantics + zero, fallback, busy protection)."""
+
+from __future__ import annotations
+
+import pytest
+from conductor_operator.autoscaler import (
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    Config,
+    History,
+    Observation,
+    Policy,
+    Rules,
+    config_from_spec,
+    decide,
+)
+
+# No windows and no rate limits: isolates the metric arithmetic.
+FREE_UP = Rules(0, "Max", (Policy("Pods", 1000, 1),))
+FREE_DOWN = Rules(0, "Max", (Policy("Percent", 100, 1),))
+
+
+def cfg(**kw) -> Config:
+    base = dict(
+        min_replicas=1,
+        max_replicas=20,
+        target_queue_depth_per_replica=10,
+        scale_up=FREE_UP,
+        scale_down=FREE_DOWN,
+        cooldown_seconds=60,
+    )
+    base.update(kw)
+    return Config(**base)
+
+
+def obs(now: float, current: int, backlog: int | None, **kw) -> Observation:
+    depth = None if backlog is None else {"task": backlog}
+    return Observation(now=now, current_replicas=current, queue_depth=depth, **kw)
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "observation", "expected"),
+    [
+        ("steady: backlog per replica at target", cfg(), obs(0, 3, 30), 3),
+        ("steady: within tolerance up", cfg(), obs(0, 3, 32), 3),
+        ("steady: within tolerance down", cfg(), obs(0, 3, 28), 3),
+        ("spike: backlog 200, target 10", cfg(), obs(0, 1, 200), 20),
+        ("spike clamped to max", cfg(max_replicas=5), obs(0, 1, 200), 5),
+        ("drain: no backlog -> min", cfg(min_replicas=2), obs(0, 6, 0), 2),
+        ("min clamp at 0 backlog with min 1", cfg(), obs(0, 4, 0), 1),
+        ("max lowered below current", cfg(max_replicas=3), obs(0, 8, 80), 3),
+        ("min raised above current", cfg(min_replicas=4), obs(0, 2, 0), 4),
+        (
+            "utilization wins over queue",
+            cfg(target_utilization=0.5),
+            obs(0, 2, 0, busy_slots=8, slot_capacity=8, scraped_pods=2),
+            4,
+        ),
+        (
+            "queue wins over utilization",
+            cfg(target_utilization=0.5),
+            obs(0, 2, 100, busy_slots=2, slot_capacity=8, scraped_pods=2),
+            10,
+        ),
+        (
+            "utilization within tolerance keeps",
+            cfg(target_utilization=0.5),
+            obs(0, 4, 0, busy_slots=8, slot_capacity=16, scraped_pods=4),
+            4,
+        ),
+        (
+            "missing pods count at target when scaling down",
+            cfg(target_utilization=0.5),
+            obs(0, 4, 0, busy_slots=1, slot_capacity=4, scraped_pods=1),
+            4,
+        ),
+        ("fallback when Conductor unreachable", cfg(fallback_replicas=3), obs(0, 7, None), 3),
+        ("unreachable without fallback keeps current", cfg(), obs(0, 7, None), 7),
+        ("busy workers protected", cfg(), obs(0, 5, 0, busy_pods=4, busy_slots=4, slot_capacity=20, scraped_pods=5), 4),
+        ("busy protection never scales up", cfg(max_replicas=2), obs(0, 2, 0, busy_pods=3, busy_slots=3), 2),
+        ("zero stays zero without backlog", cfg(min_replicas=0), obs(0, 0, 0), 0),
+        ("activation above threshold", cfg(min_replicas=0, activation_queue_depth=5), obs(0, 0, 6), 1),
+        ("no activation at threshold", cfg(min_replicas=0, activation_queue_depth=5), obs(0, 0, 5), 0),
+        ("activation sized by backlog", cfg(min_replicas=0), obs(0, 0, 45), 5),
+        ("activation honours max", cfg(min_replicas=0, max_replicas=2), obs(0, 0, 450), 2),
+        ("at zero with min 2 goes to min", cfg(min_replicas=2), obs(0, 0, 0), 2),
+    ],
+)
+def test_table(name, config, observation, expected):
+    decision = decide(config, observation)
+    assert decision.desired == expected, f"{name}: {decision.reason}"
+    assert decision.reason
+
+
+def run(config: Config, series: list[tuple[float, int, int]], **kw) -> list[int]:
+    """Feed (time, backlog, busy_slots) observations, applying each decision as the next current."""
+    history, current, out = History(), kw.pop("start", 1), []
+    for now, backlog, busy in series:
+        d = decide(
+            config,
+            obs(
+                now,
+                current,
+                backlog,
+                busy_slots=busy,
+                busy_pods=min(busy, current),
+                slot_capacity=current * 4,
+                scraped_pods=current,
+            ),
+            history,
+        )
+        history, current = d.history, d.desired
+        out.append(current)
+    return out
+
+
+def test_scale_up_immediately_and_down_only_after_the_window():
+    c = cfg(scale_down=Rules(30, "Max", (Policy("Percent", 100, 1),)), target_utilization=1.0)
+    series = [(0, 200, 0), (5, 0, 0), (10, 0, 0), (29, 0, 0), (36, 0, 0)]
+    assert run(c, series) == [20, 20, 20, 20, 1]
+
+
+def test_noisy_load_does_not_flap():
+    c = cfg(scale_down=Rules(60, "Max", (Policy("Percent", 100, 15),)), target_utilization=1.0)
+    backlogs = [50, 20, 45, 10, 50, 15, 40, 5, 48, 22]
+    series = [(i * 5.0, b, 0) for i, b in enumerate(backlogs)]
+    result = run(c, series)
+    assert result[0] == 5
+    assert all(r == 5 for r in result), result  # the window holds the peak: no up/down churn
+
+
+def test_default_behaviour_matches_the_hpa():
+    c = cfg(scale_up=DEFAULT_SCALE_UP, scale_down=DEFAULT_SCALE_DOWN, max_replicas=100)
+    # Up: max(+4 pods, +100%) per 15 s: from 1 -> 5 at once, then doubling per period.
+    history = History()
+    d = decide(c, obs(0, 1, 1000), history)
+    assert d.desired == 5 and "rate limited" in d.reason
+    d2 = decide(c, obs(5, 5, 1000), d.history)
+    assert d2.desired == 5  # still within the 15 s period that already added 4
+    d3 = decide(c, obs(16, 5, 1000), d2.history)
+    assert d3.desired == 10
+    # Down: nothing for 300 s, then all the way.
+    d4 = decide(c, obs(20, 10, 0), d3.history)
+    assert d4.desired == 10
+    d5 = decide(c, obs(321, 10, 0), d4.history)
+    assert d5.desired == 1
+
+
+def test_rate_policies_select_min_and_disabled():
+    rules_min = Rules(0, "Min", (Policy("Pods", 2, 60), Policy("Percent", 100, 60)))
+    assert decide(cfg(scale_up=rules_min), obs(0, 4, 200)).desired == 6
+    rules_max = Rules(0, "Max", (Policy("Pods", 2, 60), Policy("Percent", 100, 60)))
+    assert decide(cfg(scale_up=rules_max), obs(0, 4, 200)).desired == 8
+    disabled = Rules(0, "Disabled", (Policy("Pods", 2, 60),))
+    assert decide(cfg(scale_up=disabled), obs(0, 4, 200)).desired == 4
+    assert decide(cfg(scale_down=disabled), obs(0, 4, 0)).desired == 4
+    down_pods = Rules(0, "Max", (Policy("Pods", 1, 60),))
+    d = decide(cfg(scale_down=down_pods), obs(0, 10, 0))
+    assert d.desired == 9
+    assert decide(cfg(scale_down=down_pods), obs(30, 9, 0), d.history).desired == 9  # 1 per 60 s used up
+    assert decide(cfg(scale_down=down_pods), obs(61, 9, 0), d.history).desired == 8
+
+
+def test_zero_and_back():
+    c = cfg(
+        min_replicas=0,
+        cooldown_seconds=20,
+        scale_down=Rules(10, "Max", (Policy("Percent", 100, 1),)),
+        target_utilization=1.0,
+    )
+    series = [
+        (0, 100, 0),
+        (5, 0, 4),
+        (10, 0, 0),
+        (16, 0, 0),
+        (21, 0, 0),
+        (26, 0, 0),
+        (31, 0, 0),
+        (40, 3, 0),
+        (45, 3, 0),
+    ]
+    # busy at t=5 keeps it active; down to 1 after the 10 s window; zero 20 s after the last activity;
+    # a new backlog activates at once.
+    assert run(c, series) == [10, 10, 10, 1, 1, 0, 0, 1, 1]
+
+
+def test_no_scale_to_zero_while_busy_or_unscrapable():
+    c = cfg(min_replicas=0, cooldown_seconds=0)
+    assert decide(c, obs(0, 2, 0, busy_slots=1, busy_pods=1)).desired == 1
+    assert decide(c, obs(0, 2, 0, scrape_errors=1)).desired == 1
+    assert decide(c, obs(0, 2, 0)).desired == 0
+
+
+def test_fallback_is_still_above_busy_pods():
+    d = decide(cfg(fallback_replicas=1), obs(0, 5, None, busy_pods=3))
+    assert d.desired == 3 and "busy" in d.reason
+
+
+def test_history_is_pruned():
+    c = cfg(scale_down=Rules(10, "Max", (Policy("Percent", 100, 5),)))
+    history = History()
+    for t in range(0, 100, 5):
+        history = decide(c, obs(t, 2, 20), history).history
+    assert all(t >= 85 for t, _ in history.recommendations)
+
+
+def test_config_from_spec_defaults_and_overrides():
+    c = config_from_spec({})
+    assert (c.min_replicas, c.max_replicas, c.scale_up, c.scale_down) == (1, 10, DEFAULT_SCALE_UP, DEFAULT_SCALE_DOWN)
+    c = config_from_spec(
+        {
+            "minReplicas": 0,
+            "maxReplicas": 7,
+            "targetQueueDepthPerReplica": 5,
+            "targetUtilization": 50,
+            "tolerance": "0.2",
+            "cooldownSeconds": 9,
+            "fallbackReplicas": 2,
+            "activationQueueDepth": 3,
+            "scaleDown": {
+                "stabilizationWindowSeconds": 4,
+                "selectPolicy": "Min",
+                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 10}],
+            },
+            "scaleUp": {"stabilizationWindowSeconds": 2},
+        }
+    )
+    assert c.min_replicas == 0 and c.max_replicas == 7 and c.target_utilization == 0.5
+    assert c.tolerance == 0.2 and c.cooldown_seconds == 9 and c.fallback_replicas == 2
+    assert c.scale_down == Rules(4, "Min", (Policy("Pods", 1, 10),))
+    assert c.scale_up == Rules(2, "Max", DEFAULT_SCALE_UP.policies)
+
+
+def test_decision_records_scale_events_for_rate_policies():
+    d = decide(cfg(), obs(0, 1, 50))
+    assert d.scaled and d.history.scale_events == ((0, 4),) and d.history.last_scale_time == 0
+    same = decide(cfg(), obs(1, 5, 50), d.history)
+    assert not same.scaled and same.history.last_scale_time == 0
