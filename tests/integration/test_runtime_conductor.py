@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from tests.helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
+from helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
 from worker_runtime import NonRetryableError, TaskHandler, TaskInProgress, TaskManager, get_task_context
 from worker_runtime.worker import WorkerSpec
 

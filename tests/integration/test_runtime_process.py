@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
+from helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
 
 HERE = Path(__file__).parent
 
