@@ -1,0 +1,381 @@
+"""Reconciliation and autoscaling steps for one ConductorWorker (I/O glue between kopf and the pure parts).
+
+Why a per-object State with a lock: kopf runs the create/update handler and the object's daemon in
+different threads; both apply the children and must not interleave. Why server-side apply on every
+change: one field manager owns exactly the fields the builders produce, so a hand edit of those fields is
+put back and everything else (e.g. fields of other controllers) is left alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from conductor_operator import builders as b
+from conductor_operator import opmetrics as m
+from conductor_operator.autoscaler import History, Observation, config_from_spec, decide
+from conductor_operator.kube import Kube, now_iso
+from conductor_operator.observe import QueueDepthSource, Scraper, pod_targets
+from conductor_operator.status import (
+    SERVICE_MONITOR_CRD,
+    condition,
+    deployment_problems,
+    ready_condition_args,
+    replica_counts,
+    spec_problems,
+    utilization_text,
+)
+from worker_runtime.client import ConductorError
+
+log = logging.getLogger(__name__)
+FULL_RESYNC_SECONDS = 60.0
+
+
+@dataclass
+class State:
+    """What the operator remembers about one ConductorWorker between steps (lost on restart: resume
+    re-reads the Deployment and the status)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    wake: threading.Event = field(default_factory=threading.Event)
+    history: History = field(default_factory=History)
+    desired: int | None = None
+    applied_generation: int | None = None  # the Deployment's generation after our last apply
+    applied_hash: str | None = None
+    last_full_apply: float = 0.0
+    problems: tuple[str, ...] = ()
+    reachable: bool | None = None
+    last_status: dict[str, Any] = field(default_factory=dict)
+    last_auto: dict[str, Any] | None = None  # the last autoscaler evaluation, for status writes between them
+
+
+@dataclass
+class Observed:
+    """The autoscaler's latest view, kept for the status."""
+
+    queue_depth: dict[str, int] | None = None
+    busy: int = 0
+    capacity: int = 0
+    reason: str = ""
+    error: str = ""
+
+
+class Controller:
+    def __init__(self, kube: Kube, queues: QueueDepthSource | None = None, scraper: Scraper | None = None) -> None:
+        self.kube = kube
+        self.queues = queues or QueueDepthSource()
+        self.scraper = scraper or Scraper()
+        self._states: dict[tuple[str, str], State] = {}
+        self._lock = threading.Lock()
+
+    def state(self, namespace: str, name: str) -> State:
+        with self._lock:
+            return self._states.setdefault((namespace, name), State())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._states.pop((namespace, name), None)
+        m.forget(namespace, name)
+
+    def wake(self, namespace: str, name: str, generation: int | None) -> None:
+        """A managed Deployment changed: wake the object's loop if someone else changed its spec."""
+        with self._lock:
+            st = self._states.get((namespace, name))
+        if st is not None and generation is not None and generation != st.applied_generation:
+            st.wake.set()
+
+    # -- replicas ------------------------------------------------------------------------------------
+
+    def _replicas(self, spec: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> int:
+        """spec.replicas without autoscaling; with it, the last decision (or the Deployment's count after
+        a restart), clamped to the current bounds."""
+        if not b.autoscaling_enabled(spec):
+            st.desired = None
+            return b.fixed_replicas(spec)
+        cfg = config_from_spec(spec.get("autoscaling") or {})
+        if st.desired is None:
+            existing = ((deployment or {}).get("spec") or {}).get("replicas")
+            st.desired = int(existing) if existing is not None else cfg.min_replicas
+        st.desired = max(cfg.min_replicas, min(cfg.max_replicas, st.desired))
+        return st.desired
+
+    # -- children --------------------------------------------------------------------------------
+
+    def _secret(self, spec: dict[str, Any], namespace: str) -> dict[str, str] | None:
+        ref = (spec.get("conductor") or {}).get("authSecretRef")
+        return self.kube.secret_data(namespace, ref["name"]) if ref else None
+
+    def apply_children(self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> dict[str, Any]:
+        """Apply Deployment, Service, ServiceMonitor and PDB; returns the applied Deployment."""
+        owner = b.Owner.from_body(body)
+        spec = body["spec"]
+        replicas = self._replicas(spec, st, deployment)
+        dep_manifest = b.deployment(owner, spec, replicas)
+        applied = self.kube.apply(dep_manifest)
+        changed = deployment is None or applied["metadata"].get("generation") != deployment["metadata"].get(
+            "generation"
+        )
+        st.applied_generation = applied["metadata"].get("generation")
+        st.applied_hash = dep_manifest["metadata"]["annotations"][b.HASH_ANNOTATION]
+        self.kube.apply(b.service(owner, spec))
+        sm_crd = self.kube.crd_installed(SERVICE_MONITOR_CRD)
+        if sm_crd:
+            if b.service_monitor_wanted(spec):
+                self.kube.apply(b.service_monitor(owner, spec))
+            else:
+                self.kube.delete("monitoring.coreos.com/v1", "ServiceMonitor", owner.namespace, owner.name)
+        if b.pdb_wanted(spec, replicas):
+            self.kube.apply(b.pod_disruption_budget(owner, spec))
+        elif deployment is None or changed:
+            self.kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name)
+        st.last_full_apply = time.monotonic()
+        m.RECONCILES.labels(owner.namespace, owner.name, "changed" if changed else "unchanged").inc()
+        if changed and deployment is not None:
+            self.kube.event(body, "Normal", "Updated", f"Deployment {owner.name} updated (replicas {replicas})")
+        elif deployment is None:
+            self.kube.event(body, "Normal", "Created", f"Deployment {owner.name} created with {replicas} replicas")
+        return applied
+
+    def _needs_apply(self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> bool:
+        if deployment is None or st.applied_generation is None:
+            return True
+        if deployment["metadata"].get("generation") != st.applied_generation:
+            return True  # someone else changed the spec: put our fields back
+        want = b.deployment(b.Owner.from_body(body), body["spec"], None)["metadata"]["annotations"][b.HASH_ANNOTATION]
+        if (deployment["metadata"].get("annotations") or {}).get(b.HASH_ANNOTATION) != want:
+            return True
+        return time.monotonic() - st.last_full_apply > FULL_RESYNC_SECONDS
+
+    # -- entry points ----------------------------------------------------------------------------
+
+    def reconcile(self, body: dict[str, Any], force: bool = True) -> None:
+        """create/update/resume, and each loop step without autoscaling: children + status."""
+        meta = body["metadata"]
+        st = self.state(meta["namespace"], meta["name"])
+        with st.lock:
+            deployment = self.kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
+            if force or self._needs_apply(body, st, deployment):
+                deployment = self.apply_children(body, st, deployment)
+            self._write_status(body, st, deployment, None)
+
+    def autoscale(self, body: dict[str, Any]) -> None:
+        """One autoscaler evaluation: observe, decide, scale the Deployment, write status."""
+        meta, spec = body["metadata"], body["spec"]
+        ns, name = meta["namespace"], meta["name"]
+        st = self.state(ns, name)
+        with st.lock:
+            deployment = self.kube.get("apps/v1", "Deployment", ns, name)
+            if self._needs_apply(body, st, deployment):
+                deployment = self.apply_children(body, st, deployment)
+            cfg = config_from_spec(spec.get("autoscaling") or {})
+            interval = float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5)
+            observed = self._observe(body, interval)
+            current = st.desired if st.desired is not None else int(deployment["spec"].get("replicas") or 0)
+            pods = observed.pop("pods")
+            scrape = observed.pop("scrape")
+            obs = Observation(
+                now=time.time(),
+                current_replicas=current,
+                queue_depth=observed["depth"],
+                busy_slots=scrape.busy_slots,
+                slot_capacity=scrape.slot_capacity,
+                busy_pods=len(scrape.busy_pods),
+                scraped_pods=len(scrape.pods),
+                scrape_errors=len(scrape.errors),
+            )
+            decision = decide(cfg, obs, st.history)
+            st.history = decision.history
+            direction = "none"
+            if decision.desired != current:
+                direction = "up" if decision.desired > current else "down"
+                if direction == "down" and scrape.busy_pods:
+                    self._protect_busy_pods(ns, pods, scrape)
+                st.desired = decision.desired
+                deployment = self.apply_children(body, st, deployment)
+                self.kube.event(
+                    body, "Normal", "Scaled", f"Scaled from {current} to {decision.desired}: {decision.reason}"
+                )
+                log.info("%s/%s scaled %s -> %s: %s", ns, name, current, decision.desired, decision.reason)
+            m.DECISIONS.labels(ns, name, direction).inc()
+            m.DESIRED.labels(ns, name).set(decision.desired)
+            m.BUSY.labels(ns, name).set(scrape.busy_slots)
+            m.CAPACITY.labels(ns, name).set(scrape.slot_capacity)
+            for queue, depth in (observed["depth"] or {}).items():
+                m.QUEUE_DEPTH.labels(ns, name, queue).set(depth)
+            if scrape.errors:
+                m.SCRAPE_ERRORS.labels(ns, name).inc(len(scrape.errors))
+            auto = {
+                "depth": observed["depth"],
+                "error": observed["error"],
+                "busy": scrape.busy_slots,
+                "capacity": scrape.slot_capacity,
+                "reason": decision.reason,
+                "scaled": decision.scaled,
+            }
+            self._write_status(body, st, deployment, auto)
+
+    # -- observation -----------------------------------------------------------------------------
+
+    def _observe(self, body: dict[str, Any], interval: float) -> dict[str, Any]:
+        meta, spec = body["metadata"], body["spec"]
+        ns, name = meta["namespace"], meta["name"]
+        conductor = spec.get("conductor") or {}
+        queues = [(t["name"], t.get("domain") or None) for t in spec.get("tasks") or []]
+        depth: dict[str, int] | None = None
+        error = ""
+        try:
+            key_id, key_secret = self._credentials(spec, ns)
+            depth = self.queues.depths(conductor["serverUrl"], queues, interval * 0.9, key_id, key_secret)
+        except (ConductorError, requests.RequestException, ValueError, KeyError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            m.CONDUCTOR_ERRORS.labels(ns, name).inc()
+            log.warning("%s/%s: queue depth unavailable: %s", ns, name, error)
+        pods = self.kube.list("v1", "Pod", ns, b.selector_string(name))
+        scrape = self.scraper.scrape(pod_targets(pods, b.metrics_port(spec)))
+        return {"depth": depth, "error": error, "pods": pods, "scrape": scrape}
+
+    def _credentials(self, spec: dict[str, Any], namespace: str) -> tuple[str | None, str | None]:
+        ref = (spec.get("conductor") or {}).get("authSecretRef")
+        if not ref:
+            return None, None
+        data = self.kube.secret_data(namespace, ref["name"])
+        if data is None:
+            raise KeyError(f"Secret {ref['name']!r} not found")
+        id_key, secret_key = ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret"
+        return base64.b64decode(data[id_key]).decode(), base64.b64decode(data[secret_key]).decode()
+
+    def _protect_busy_pods(self, namespace: str, pods: list[dict[str, Any]], scrape: Any) -> None:
+        """Mark idle pods cheaper to delete, so the ReplicaSet removes them before busy ones."""
+        for pod in pods:
+            pname = pod["metadata"]["name"]
+            cost = "0" if pname not in scrape.pods else str(min(1000000, 100 * scrape.pods[pname].busy_slots))
+            annotations = pod["metadata"].get("annotations") or {}
+            if annotations.get("controller.kubernetes.io/pod-deletion-cost") != cost:
+                try:
+                    self.kube.merge_patch(
+                        "v1",
+                        "Pod",
+                        namespace,
+                        pname,
+                        {"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": cost}}},
+                    )
+                except Exception as exc:
+                    log.debug("pod-deletion-cost on %s: %s", pname, exc)
+
+    # -- status ----------------------------------------------------------------------------------
+
+    def _write_status(
+        self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None, auto: dict[str, Any] | None
+    ) -> None:
+        meta, spec = body["metadata"], body["spec"]
+        ns, name = meta["namespace"], meta["name"]
+        generation = meta.get("generation")
+        previous = ((body.get("status") or {}).get("conditions")) or []
+        if auto is None and b.autoscaling_enabled(spec) and st.last_auto is not None:
+            auto = {**st.last_auto, "scaled": False}
+        elif auto is not None:
+            st.last_auto = auto
+        now = now_iso()
+        problems = spec_problems(
+            spec, self._secret(spec, ns), self.kube.crd_installed(SERVICE_MONITOR_CRD)
+        ) + deployment_problems(deployment)
+        keys = tuple(p.reason for p in problems)
+        if keys != st.problems:
+            for p in problems:
+                if p.reason not in st.problems:
+                    self.kube.event(body, "Warning", p.reason, p.message)
+            if st.problems and not problems:
+                self.kube.event(body, "Normal", "Recovered", "no configuration problem left")
+            st.problems = keys
+        desired = st.desired if b.autoscaling_enabled(spec) and st.desired is not None else b.fixed_replicas(spec)
+        replicas, ready, _ = replica_counts(deployment)
+        m.CURRENT.labels(ns, name).set(replicas)
+        if not b.autoscaling_enabled(spec):
+            m.DESIRED.labels(ns, name).set(desired)
+        conds = [
+            condition(
+                "Degraded",
+                bool(problems),
+                problems[0].reason if problems else "AsExpected",
+                "; ".join(p.message for p in problems) or "no problem found",
+                now,
+                generation,
+                previous,
+            ),
+        ]
+        ok, reason, message = ready_condition_args(desired, deployment, bool(problems))
+        conds.append(condition("Ready", ok, reason, message, now, generation, previous))
+        conds.append(
+            condition(
+                "Active",
+                desired > 0,
+                "HasReplicas" if desired > 0 else "ScaledToZero",
+                f"{desired} replicas wanted",
+                now,
+                generation,
+                previous,
+            )
+        )
+        status: dict[str, Any] = {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "desiredReplicas": desired,
+            "selector": b.selector_string(name),
+            "taskNames": ",".join(b.task_names(spec)),
+            "specHash": st.applied_hash,
+        }
+        if auto is not None:
+            reachable = auto["depth"] is not None
+            conds.append(
+                condition(
+                    "ConductorReachable",
+                    reachable,
+                    "QueueDepthRead" if reachable else "QueueDepthUnavailable",
+                    "queue sizes read" if reachable else auto["error"],
+                    now,
+                    generation,
+                    previous,
+                )
+            )
+            if st.reachable is not None and reachable != st.reachable:
+                self.kube.event(
+                    body,
+                    "Normal" if reachable else "Warning",
+                    "ConductorReachable" if reachable else "ConductorUnreachable",
+                    "queue sizes read again" if reachable else auto["error"],
+                )
+            st.reachable = reachable
+            status["lastDecisionReason"] = auto["reason"][:1000]
+            status["busySlots"] = auto["busy"]
+            status["slotCapacity"] = auto["capacity"]
+            status["utilization"] = utilization_text(auto["busy"], auto["capacity"])
+            if reachable:
+                status["queueDepth"] = auto["depth"]
+                status["totalQueueDepth"] = sum(auto["depth"].values())
+            if auto["scaled"]:
+                status["lastScaleTime"] = now
+            if st.history.last_active is not None:
+                status["lastActiveTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.history.last_active))
+        else:
+            status["lastDecisionReason"] = (
+                "autoscaling disabled: spec.replicas"
+                if not b.autoscaling_enabled(spec)
+                else "waiting for first evaluation"
+            )
+            if not b.autoscaling_enabled(spec):
+                # Without the autoscaler the operator does not ask Conductor: do not show stale numbers.
+                status.update({"queueDepth": None, "totalQueueDepth": None, "utilization": None})
+        status["conditions"] = conds
+        comparable = {k: v for k, v in status.items() if k != "conditions"}
+        comparable["conditions"] = [dict(c) for c in conds]
+        if comparable == st.last_status:
+            return
+        self.kube.patch_status(ns, name, status)
+        st.last_status = comparable

@@ -1,0 +1,115 @@
+"""kopf handlers, kept thin: they hand plain dicts to the Controller.
+
+- create/update/resume: apply the children and write the status;
+- one daemon per ConductorWorker: the autoscaler loop (every autoscaling.pollingIntervalSeconds) or,
+  without autoscaling, a resync loop (drift correction and status);
+- events of the managed Deployments wake the owner's loop at once when someone else changed them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from conductor_operator import builders as b
+from conductor_operator.controller import Controller
+from conductor_operator.kube import Kube
+
+log = logging.getLogger(__name__)
+RESYNC_SECONDS = float(os.environ.get("CWO_RESYNC_SECONDS", "10"))
+_controller: Controller | None = None
+
+
+def controller() -> Controller:
+    if _controller is None:
+        raise kopf.TemporaryError("operator not started yet", delay=1)
+    return _controller
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+def plain(body: Any) -> dict[str, Any]:
+    """kopf's Body is a live view; the controller gets a detached plain copy."""
+    return json.loads(json.dumps(body, default=dict))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _controller
+    settings.persistence.finalizer = f"{b.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=b.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=b.GROUP, key="last-handled-configuration"
+    )
+    server_timeout = int(os.environ.get("CWO_WATCH_SERVER_TIMEOUT", "300"))
+    settings.watching.server_timeout = server_timeout
+    settings.watching.client_timeout = server_timeout + 30
+    settings.watching.connect_timeout = 30
+    settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's only on trouble
+    settings.execution.max_workers = int(os.environ.get("CWO_MAX_WORKERS", "32"))
+    _controller = Controller(Kube(load_api_client()))
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    if _controller is not None:
+        _controller.scraper.close()
+        _controller.queues.close()
+
+
+@kopf.on.create(b.GROUP, b.VERSION, b.PLURAL)
+@kopf.on.update(b.GROUP, b.VERSION, b.PLURAL)
+@kopf.on.resume(b.GROUP, b.VERSION, b.PLURAL)
+def reconcile(body: kopf.Body, **_: Any) -> None:
+    controller().reconcile(plain(body))
+
+
+@kopf.on.delete(b.GROUP, b.VERSION, b.PLURAL, optional=True)
+def forget(name: str, namespace: str, **_: Any) -> None:
+    # The children carry owner references: kube-controller-manager's garbage collector deletes them.
+    controller().forget(namespace, name)
+
+
+@kopf.daemon(b.GROUP, b.VERSION, b.PLURAL, id="loop", cancellation_polling=0.5)
+def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+    ctl = controller()
+    state = ctl.state(namespace, name)
+    while not stopped:
+        spec = body.get("spec") or {}
+        autoscaling = b.autoscaling_enabled(spec)
+        interval = (
+            float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5) if autoscaling else RESYNC_SECONDS
+        )
+        try:
+            if autoscaling:
+                ctl.autoscale(plain(body))
+            else:
+                ctl.reconcile(plain(body), force=False)
+        except Exception as exc:  # the loop must survive anything; the next round tries again
+            log.exception("%s/%s: loop step failed: %s", namespace, name, exc)
+            interval = min(interval, 5.0)
+        deadline = time.monotonic() + interval
+        while not stopped and time.monotonic() < deadline:
+            if state.wake.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+                state.wake.clear()
+                break
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": b.MANAGER})
+def deployment_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == b.KIND and ref.get("controller") and _controller is not None:
+            _controller.wake(namespace, ref["name"], body.get("metadata", {}).get("generation"))

@@ -1,0 +1,113 @@
+"""Pure status logic: spec problems (Degraded), conditions with stable transition times, status fields.
+
+Why here and not in the handlers: what the user reads in `kubectl get/describe cw` is a contract; keeping
+it pure lets the unit tests pin it down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    message: str
+
+
+def spec_problems(
+    spec: dict[str, Any],
+    secret_data: dict[str, str] | None,
+    service_monitor_crd: bool,
+) -> list[Problem]:
+    """Schema-valid specs that still cannot work. secret_data: the referenced Secret's data (None if it
+    does not exist; ignored without a reference)."""
+    problems: list[Problem] = []
+    ref = (spec.get("conductor") or {}).get("authSecretRef")
+    if ref:
+        if secret_data is None:
+            problems.append(Problem("SecretNotFound", f"Secret {ref['name']!r} (conductor.authSecretRef) not found"))
+        else:
+            missing = [
+                k
+                for k in (ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret")
+                if k not in secret_data
+            ]
+            if missing:
+                problems.append(
+                    Problem("SecretKeyMissing", f"Secret {ref['name']!r} has no key(s) {', '.join(missing)}")
+                )
+    sm = ((spec.get("metrics") or {}).get("serviceMonitor") or {}).get("enabled")
+    if sm and not service_monitor_crd:
+        problems.append(
+            Problem(
+                "ServiceMonitorUnavailable",
+                f"metrics.serviceMonitor.enabled but the CRD {SERVICE_MONITOR_CRD} is not installed",
+            )
+        )
+    return problems
+
+
+def deployment_problems(deployment: dict[str, Any] | None) -> list[Problem]:
+    """Rollout failures the Deployment controller reports (e.g. pods that never become ready because a
+    module cannot be imported: the rollout exceeds its progress deadline)."""
+    if not deployment:
+        return []
+    out = []
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Progressing" and cond.get("status") == "False":
+            out.append(Problem(cond.get("reason") or "RolloutStalled", cond.get("message") or "rollout stalled"))
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            out.append(Problem(cond.get("reason") or "ReplicaFailure", cond.get("message") or "replica failure"))
+    return out
+
+
+def condition(
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str,
+    now: str,
+    generation: int | None,
+    previous: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """A metav1.Condition; lastTransitionTime only moves when the status changes."""
+    value = "Unknown" if status is None else ("True" if status else "False")
+    old = next((c for c in previous or [] if c.get("type") == type_), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == value and old.get("lastTransitionTime") else now
+    cond: dict[str, Any] = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    if generation is not None:
+        cond["observedGeneration"] = generation
+    return cond
+
+
+def replica_counts(deployment: dict[str, Any] | None) -> tuple[int, int, int]:
+    """(replicas, readyReplicas, updatedReplicas) from a Deployment's status."""
+    st = (deployment or {}).get("status") or {}
+    return int(st.get("replicas") or 0), int(st.get("readyReplicas") or 0), int(st.get("updatedReplicas") or 0)
+
+
+def ready_condition_args(desired: int, deployment: dict[str, Any] | None, degraded: bool) -> tuple[bool, str, str]:
+    replicas, ready, updated = replica_counts(deployment)
+    if deployment is None:
+        return False, "DeploymentMissing", "the worker Deployment does not exist yet"
+    if degraded:
+        return False, "Degraded", "see the Degraded condition"
+    if desired == 0 and replicas == 0:
+        return True, "ScaledToZero", "no replicas wanted: no backlog"
+    if ready >= desired and updated >= desired and replicas == desired:
+        return True, "AllReplicasReady", f"{ready}/{desired} replicas ready"
+    return False, "WaitingForReplicas", f"{ready}/{desired} replicas ready, {updated} up to date"
+
+
+def utilization_text(busy: int, capacity: int) -> str | None:
+    return None if capacity <= 0 else f"{round(100 * busy / capacity)}%"
