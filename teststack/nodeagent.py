@@ -58,8 +58,11 @@ class PodProcess:
     proc: subprocess.Popen
     readiness: dict[str, Any] | None
     workdir: Path
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
     ready: bool = False
     restarts: int = 0
+    restart_at: float | None = None
     terminating: bool = False
     started: str = field(default_factory=_now)
 
@@ -73,6 +76,7 @@ class NodeAgent:
         self.workdir = workdir
         self.bin_dir = bin_dir or Path(sys.executable).parent
         self.pods: dict[str, PodProcess] = {}
+        self.claimed: set[str] = set()  # pod uids being started or run, so no event starts one twice
         self.free_ips = [f"127.0.0.{n}" for n in range(10, 250)]
         self.lock = threading.RLock()
         self.stopping = threading.Event()
@@ -173,6 +177,7 @@ class NodeAgent:
             return
         with self.lock:
             if pod.metadata.uid in self.pods or not self.free_ips:
+                self.claimed.discard(pod.metadata.uid)
                 return
             ip = self.free_ips.pop(0)
         entry, cmd = known
@@ -188,6 +193,7 @@ class NodeAgent:
             log.warning("cannot start pod %s/%s: %s", pod.metadata.namespace, pod.metadata.name, exc.reason)
             with self.lock:
                 self.free_ips.insert(0, ip)
+                self.claimed.discard(pod.metadata.uid)
             return
         base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYTHONPATH", "TMPDIR")}
         env = {
@@ -200,18 +206,11 @@ class NodeAgent:
             "CWO_BIND_HOST": ip,
             "PYTHONUNBUFFERED": "1",
         }
-        logfile = (workdir / "container.log").open("ab")
-        proc = subprocess.Popen(
-            argv,
-            env=env,
-            cwd=workdir,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = _spawn(argv, env, workdir)
         probe = container.readiness_probe.to_dict() if container.readiness_probe else None
-        pp = PodProcess(pod.metadata.uid, pod.metadata.namespace, pod.metadata.name, ip, proc, probe, workdir)
+        pp = PodProcess(
+            pod.metadata.uid, pod.metadata.namespace, pod.metadata.name, ip, proc, probe, workdir, argv=argv, env=env
+        )
         pp.ports = {p.name: p.container_port for p in (container.ports or []) if p.name}  # type: ignore[attr-defined]
         with self.lock:
             self.pods[pod.metadata.uid] = pp
@@ -303,6 +302,7 @@ class NodeAgent:
             )
         with self.lock:
             self.pods.pop(pp.uid, None)
+            self.claimed.discard(pp.uid)
             self.free_ips.append(pp.ip)
 
     # -- loops -----------------------------------------------------------------------------------
@@ -327,6 +327,10 @@ class NodeAgent:
                     self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
             return
         if pp is None and (pod.spec.node_name in (None, NODE_NAME)) and pod.status.phase in (None, "Pending"):
+            with self.lock:
+                if uid in self.claimed:
+                    return
+                self.claimed.add(uid)
             threading.Thread(target=self._start, args=(pod,), daemon=True).start()
 
     def _watch_pods(self) -> None:
@@ -350,18 +354,26 @@ class NodeAgent:
                 self.stopping.wait(1)
 
     def _supervise(self) -> None:
-        last_heartbeat = 0.0
         while not self.stopping.wait(0.5):
-            if time.monotonic() - last_heartbeat > 20:
+            try:
+                self._supervise_once()
+            except Exception:
+                log.exception("supervision round failed")
+
+    _last_heartbeat = 0.0
+
+    def _supervise_once(self) -> None:
+        if True:
+            if time.monotonic() - self._last_heartbeat > 20:
                 with contextlib.suppress(Exception):
                     self._node_heartbeat()
-                last_heartbeat = time.monotonic()
+                self._last_heartbeat = time.monotonic()
             with self.lock:
                 current = [p for p in self.pods.values() if not p.terminating]
             for pp in current:
                 exited = pp.proc.poll() is not None
                 ready = self._probe(pp)
-                if ready != pp.ready or exited:
+                if ready != pp.ready or (exited and pp.restart_at is None):
                     pp.ready = ready
                     self._report(pp)
                 if exited:
@@ -401,6 +413,19 @@ class NodeAgent:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pp.proc.pid, signal.SIGKILL)
+
+
+def _spawn(argv: list[str], env: dict[str, str], workdir: Path) -> subprocess.Popen:
+    with (workdir / "container.log").open("ab") as logfile:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            cwd=workdir,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _expand(value: str, env: dict[str, str]) -> str:
