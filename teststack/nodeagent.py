@@ -297,8 +297,7 @@ class NodeAgent:
             self.core.delete_namespaced_pod(
                 pp.name,
                 pp.namespace,
-                grace_period_seconds=0,
-                body=client.V1DeleteOptions(preconditions={"uid": pp.uid}),
+                body=client.V1DeleteOptions(grace_period_seconds=0, preconditions=client.V1Preconditions(uid=pp.uid)),
             )
         with self.lock:
             self.pods.pop(pp.uid, None)
