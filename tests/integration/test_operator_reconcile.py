@@ -1,0 +1,326 @@
+"""The operator on the real kube-apiserver + kube-controller-manager: CRD, children, drift, scale, status."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from conductor_operator.testing import OperatorProcess
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.kube
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "conductorworker.yaml"
+SM_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: servicemonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def crd(kubectl):
+    kubectl("apply", "-f", str(CRD))
+    kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
+
+
+@pytest.fixture
+def operator(kubeconfig, crd, namespace, kubectl, tmp_path):
+    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
+    yield op
+    # Delete our objects while the operator runs (its finalizer), then stop it.
+    kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=60s", check=False)
+    op.stop()
+    print(op.log_tail(80))
+
+
+def cw(name: str, **spec) -> str:
+    body = {
+        "apiVersion": "conductor.io/v1alpha1",
+        "kind": "ConductorWorker",
+        "metadata": {"name": name},
+        "spec": {"conductor": {"serverUrl": "http://127.0.0.1:18080/api"}, "tasks": [{"name": "resize"}], **spec},
+    }
+    return yaml.safe_dump(body)
+
+
+def get_json(kubectl, *args):
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def deployment(k8s_api, ns, name):
+    try:
+        return client.AppsV1Api(k8s_api).read_namespaced_deployment(name, ns)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def cond(obj, type_):
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+def test_apply_creates_deployment_service_and_truthful_status(operator, kubectl, k8s_api, namespace):
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="orkes"),
+            data={"id": base64.b64encode(b"key-1").decode(), "sec": base64.b64encode(b"s3cr3t").decode()},
+        ),
+    )
+    manifest = cw(
+        "images",
+        conductor={
+            "serverUrl": "http://127.0.0.1:18080/api",
+            "authSecretRef": {"name": "orkes", "keyIdKey": "id", "keySecretKey": "sec"},
+        },
+        image="example/workers:2",
+        modules=["shop.images"],
+        tasks=[{"name": "resize", "concurrency": 3, "domain": "eu"}, {"name": "thumb.v2", "pollIntervalMs": 250}],
+        replicas=2,
+        terminationGracePeriodSeconds=30,
+        metrics={"port": 9100},
+        template={"labels": {"team": "media"}, "resources": {"requests": {"cpu": "100m"}}},
+    )
+    kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+    dep = wait_for(lambda: deployment(k8s_api, namespace, "images"), 20, "the Deployment")
+    cr = get_json(kubectl, "cw", "images", "-n", namespace)
+
+    ref = dep.metadata.owner_references[0]
+    assert (ref.kind, ref.name, ref.uid, ref.controller) == ("ConductorWorker", "images", cr["metadata"]["uid"], True)
+    assert dep.spec.replicas == 2
+    pod = dep.spec.template
+    c = pod.spec.containers[0]
+    assert c.image == "example/workers:2" and c.command == ["conductor-worker"]
+    assert c.args[c.args.index("--module") : c.args.index("--module") + 2] == ["--module", "shop.images"]
+    assert c.args[c.args.index("--drain-timeout") + 1] == "27"
+    env = {e.name: e for e in c.env}
+    assert env["CONDUCTOR_SERVER_URL"].value == "http://127.0.0.1:18080/api"
+    assert env["CONDUCTOR_AUTH_KEY"].value_from.secret_key_ref.to_dict() == {
+        "name": "orkes",
+        "key": "id",
+        "optional": None,
+    }
+    assert env["CONDUCTOR_AUTH_SECRET"].value is None  # never the value itself
+    assert "s3cr3t" not in json.dumps(client.ApiClient().sanitize_for_serialization(dep))
+    assert env["CONDUCTOR_WORKER_RESIZE_THREAD_COUNT"].value == "3"
+    assert env["CONDUCTOR_WORKER_RESIZE_DOMAIN"].value == "eu"
+    assert env["CONDUCTOR_WORKER_THUMB_V2_POLL_INTERVAL"].value == "250"
+    assert env["CONDUCTOR_WORKER_TASKS"].value == "resize,thumb.v2"
+    assert c.liveness_probe.http_get.path == "/healthz" and c.readiness_probe.http_get.path == "/readyz"
+    assert c.ports[0].name == "metrics" and c.ports[0].container_port == 9100
+    assert pod.metadata.annotations["prometheus.io/port"] == "9100"
+    assert pod.metadata.labels["team"] == "media"
+    assert pod.spec.termination_grace_period_seconds == 30
+    assert pod.spec.security_context.run_as_non_root is True
+    assert c.security_context.read_only_root_filesystem is True
+    assert c.resources.requests == {"cpu": "100m"}
+
+    svc = core.read_namespaced_service("images", namespace)
+    assert svc.spec.ports[0].port == 9100 and svc.spec.ports[0].target_port == "metrics"
+    assert svc.spec.selector == dep.spec.selector.match_labels
+    assert svc.metadata.owner_references[0].uid == cr["metadata"]["uid"]
+    pdb = client.PolicyV1Api(k8s_api).read_namespaced_pod_disruption_budget("images", namespace)
+    assert pdb.spec.max_unavailable == 1
+
+    # Status: the Deployment controller creates 2 pods (Pending: no kubelet), none ready.
+    def settled():
+        obj = get_json(kubectl, "cw", "images", "-n", namespace)
+        st = obj.get("status") or {}
+        return st.get("replicas") == 2 and st.get("observedGeneration") == obj["metadata"]["generation"] and obj
+
+    obj = wait_for(settled, 30, "status with 2 replicas")
+    st = obj["status"]
+    assert st["desiredReplicas"] == 2 and st["readyReplicas"] == 0
+    assert st["selector"] == "app.kubernetes.io/name=conductor-worker,app.kubernetes.io/instance=images"
+    assert cond(obj, "Degraded")["status"] == "False"
+    assert cond(obj, "Ready")["status"] == "False" and cond(obj, "Ready")["message"].startswith("0/2")
+    pods = core.list_namespaced_pod(namespace, label_selector=st["selector"]).items
+    assert len(pods) == 2
+    table = kubectl("get", "cw", "images", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "TASKS", "DESIRED", "READY", "QUEUE", "AGE"]
+    assert table[1].split()[:4] == ["images", "resize,thumb.v2", "2", "0"]
+    events = kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=images").stdout
+    assert "Created" in events
+
+
+def test_spec_change_rolls_and_hand_edits_are_reverted(operator, kubectl, k8s_api, namespace):
+    kubectl("apply", "-n", namespace, "-f", "-", input=cw("roll", replicas=1))
+    dep = wait_for(lambda: deployment(k8s_api, namespace, "roll"), 20, "the Deployment")
+    first_hash = dep.metadata.annotations["conductor.io/spec-hash"]
+    apps = client.AppsV1Api(k8s_api)
+    wait_for(lambda: len(apps.list_namespaced_replica_set(namespace).items) == 1, 20, "first ReplicaSet")
+
+    kubectl(
+        "patch", "cw", "roll", "-n", namespace, "--type=merge", "-p",
+        json.dumps({"spec": {"tasks": [{"name": "resize", "concurrency": 7}]}}),
+    )  # fmt: skip
+
+    def rolled():
+        d = deployment(k8s_api, namespace, "roll")
+        env = {e.name: e.value for e in d.spec.template.spec.containers[0].env}
+        return env.get("CONDUCTOR_WORKER_RESIZE_THREAD_COUNT") == "7" and d
+
+    d = wait_for(rolled, 20, "the new template")
+    assert d.metadata.annotations["conductor.io/spec-hash"] != first_hash
+    wait_for(lambda: len(apps.list_namespaced_replica_set(namespace).items) == 2, 20, "a second ReplicaSet (rollout)")
+
+    # Hand edits of managed fields are put back (image, replicas, env).
+    kubectl("set", "image", "deployment/roll", "-n", namespace, "worker=evil/image:1")
+    kubectl("scale", "deployment/roll", "-n", namespace, "--replicas=4")
+
+    def reverted():
+        d = deployment(k8s_api, namespace, "roll")
+        return d.spec.template.spec.containers[0].image != "evil/image:1" and d.spec.replicas == 1 and d
+
+    wait_for(reverted, 15, "the hand edits reverted")
+
+
+def test_kubectl_scale_drives_replicas_without_autoscaling(operator, kubectl, k8s_api, namespace):
+    kubectl("apply", "-n", namespace, "-f", "-", input=cw("scaled", replicas=1))
+    wait_for(lambda: deployment(k8s_api, namespace, "scaled"), 20, "the Deployment")
+    kubectl("scale", "cw/scaled", "-n", namespace, "--replicas=3")
+    wait_for(lambda: deployment(k8s_api, namespace, "scaled").spec.replicas == 3, 15, "Deployment replicas 3")
+    wait_for(
+        lambda: (get_json(kubectl, "cw", "scaled", "-n", namespace).get("status") or {}).get("replicas") == 3,
+        20,
+        "status.replicas 3",
+    )
+    scale = json.loads(
+        kubectl(
+            "get", "--raw", f"/apis/conductor.io/v1alpha1/namespaces/{namespace}/conductorworkers/scaled/scale"
+        ).stdout
+    )
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    assert scale["status"]["selector"].endswith("app.kubernetes.io/instance=scaled")
+    policy = client.PolicyV1Api(k8s_api)
+    wait_for(lambda: policy.list_namespaced_pod_disruption_budget(namespace).items, 10, "a PDB for 3 replicas")
+    kubectl("scale", "cw/scaled", "-n", namespace, "--replicas=1")
+    wait_for(lambda: deployment(k8s_api, namespace, "scaled").spec.replicas == 1, 15, "Deployment replicas 1")
+    wait_for(lambda: not policy.list_namespaced_pod_disruption_budget(namespace).items, 10, "PDB removed at 1")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"tasks": []}, "spec.tasks in body should have at least 1 items"),
+        ({"tasks": [{"name": "bad name!"}]}, "spec.tasks[0].name in body should match"),
+        ({"conductor": {"serverUrl": "http://conductor:8080"}}, "spec.conductor.serverUrl in body should match"),
+        ({"replicas": -1}, "spec.replicas in body should be greater than or equal to 0"),
+        (
+            {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}},
+            "autoscaling.minReplicas must be less than or equal to autoscaling.maxReplicas",
+        ),
+        ({"imagePullPolicy": "Sometimes"}, 'supported values: "Always", "IfNotPresent", "Never"'),
+        ({"autoscaling": {"scaleDown": {"selectPolicy": "Fast"}}}, 'supported values: "Max", "Min", "Disabled"'),
+        ({"modules": ["not a module"]}, "spec.modules[0] in body should match"),
+        ({"tasks": [{"name": "a"}, {"name": "a"}]}, "Duplicate value"),
+        (
+            {"tasks": [{"name": "a", "concurrency": 0}]},
+            "spec.tasks[0].concurrency in body should be greater than or equal to 1",
+        ),
+    ],
+)
+def test_invalid_resources_are_rejected_with_a_clear_message(crd, kubectl, namespace, spec, message):
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=cw("invalid", **spec), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_explain_teaches_the_api(crd, kubectl):
+    out = kubectl("explain", "conductorworkers.spec.autoscaling.cooldownSeconds").stdout
+    assert "before scaling to zero" in out
+    out = kubectl("explain", "cw.spec.tasks").stdout
+    assert "Concurrent execution slots per pod" in out
+
+
+def test_degraded_for_missing_secret_then_recovers(operator, kubectl, k8s_api, namespace):
+    kubectl(
+        "apply", "-n", namespace, "-f", "-",
+        input=cw("creds", conductor={"serverUrl": "http://127.0.0.1:18080/api", "authSecretRef": {"name": "missing"}}),
+    )  # fmt: skip
+
+    def degraded(reason):
+        def check():
+            c = cond(get_json(kubectl, "cw", "creds", "-n", namespace), "Degraded")
+            return c and c["status"] == "True" and c["reason"] == reason and c
+
+        return check
+
+    c = wait_for(degraded("SecretNotFound"), 20, "Degraded SecretNotFound")
+    assert "missing" in c["message"]
+    assert deployment(k8s_api, namespace, "creds") is not None  # the workers wait for the Secret, no crash loop
+    events = kubectl("get", "events", "-n", namespace, "--field-selector", "type=Warning").stdout
+    assert "SecretNotFound" in events
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_secret(
+        namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="missing"), string_data={"keyId": "x"})
+    )
+    c = wait_for(degraded("SecretKeyMissing"), 20, "Degraded SecretKeyMissing")
+    assert "keySecret" in c["message"]
+    core.patch_namespaced_secret("missing", namespace, {"stringData": {"keySecret": "y"}})
+    wait_for(
+        lambda: cond(get_json(kubectl, "cw", "creds", "-n", namespace), "Degraded")["status"] == "False",
+        20,
+        "Degraded cleared",
+    )
+
+
+def test_service_monitor_when_its_crd_is_installed(operator, kubectl, k8s_api, namespace):
+    kubectl("apply", "-f", "-", input=SM_CRD)
+    try:
+        kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s")
+        kubectl(
+            "apply", "-n", namespace, "-f", "-",
+            input=cw("monitored", metrics={"port": 8000, "serviceMonitor": {"enabled": True, "interval": "10s"}}),
+        )  # fmt: skip
+        custom = client.CustomObjectsApi(k8s_api)
+
+        def sm():
+            items = custom.list_namespaced_custom_object("monitoring.coreos.com", "v1", namespace, "servicemonitors")
+            return items["items"]
+
+        items = wait_for(sm, 40, "a ServiceMonitor")
+        spec = items[0]["spec"]
+        assert spec["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "10s"}]
+        assert spec["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "monitored"
+        kubectl(
+            "patch", "cw", "monitored", "-n", namespace, "--type=merge", "-p",
+            json.dumps({"spec": {"metrics": {"serviceMonitor": {"enabled": False}}}}),
+        )  # fmt: skip
+        wait_for(lambda: not sm(), 20, "ServiceMonitor removed when disabled")
+    finally:
+        kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=60s", check=False)
+        kubectl("delete", "crd", "servicemonitors.monitoring.coreos.com", "--wait=false", check=False)
+
+
+def test_deleting_the_worker_garbage_collects_children(operator, kubectl, k8s_api, namespace):
+    kubectl("apply", "-n", namespace, "-f", "-", input=cw("gone", replicas=2))
+    wait_for(lambda: deployment(k8s_api, namespace, "gone"), 20, "the Deployment")
+    core = client.CoreV1Api(k8s_api)
+    wait_for(lambda: len(core.list_namespaced_pod(namespace).items) == 2, 30, "2 pods")
+    kubectl("delete", "cw", "gone", "-n", namespace, "--timeout=30s")
+    wait_for(lambda: deployment(k8s_api, namespace, "gone") is None, 60, "Deployment collected")
+    wait_for(lambda: not core.list_namespaced_service(namespace).items, 60, "Service collected")
+    wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, "Pods collected")
