@@ -32,10 +32,16 @@ from kubernetes.client.rest import ApiException
 log = logging.getLogger("nodeagent")
 
 NODE_NAME = "cwo-local-node"
-# image name fragment -> (entrypoint, default CMD), as the project's Dockerfile targets define them
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# image repository -> (entrypoint, default CMD, image ENV), as the project's Dockerfile targets define
+# them; the worker image's /workers directory is stood in for by the repo's example workers.
 IMAGES = {
-    "conductor-worker-runtime": (["conductor-worker"], ["run"]),
-    "conductor-worker-operator": (["conductor-operator"], []),
+    "conductor-worker-runtime": (
+        ["conductor-worker"],
+        ["run"],
+        {"CONDUCTOR_WORKER_PATH": str(REPO_ROOT / "examples" / "workers")},
+    ),
+    "conductor-worker-operator": (["conductor-operator"], [], {}),
 }
 
 
@@ -43,7 +49,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def image_command(image: str) -> tuple[list[str], list[str]] | None:
+def image_command(image: str) -> tuple[list[str], list[str], dict[str, str]] | None:
     """The (entrypoint, cmd) of a known image, matched by repository name without registry and tag."""
     repo = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
     return IMAGES.get(repo)
@@ -180,7 +186,7 @@ class NodeAgent:
                 self.claimed.discard(pod.metadata.uid)
                 return
             ip = self.free_ips.pop(0)
-        entry, cmd = known
+        entry, cmd, image_env = known
         argv = list(container.command or entry) + list(container.args or ([] if container.command else cmd))
         argv[0] = str(self.bin_dir / argv[0]) if (self.bin_dir / argv[0]).exists() else argv[0]
         workdir = self.workdir / f"{pod.metadata.namespace}_{pod.metadata.name}"
@@ -412,6 +418,12 @@ class NodeAgent:
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pp.proc.pid, signal.SIGKILL)
+
+
+def _network_env(env: dict[str, str], ip: str) -> dict[str, str]:
+    """What a Pod's own network namespace gives for free: listening on 0.0.0.0 means the pod IP."""
+    liveness = env.get("CWO_LIVENESS", "http://0.0.0.0:8081/healthz").replace("0.0.0.0", ip)
+    return {"POD_IP": ip, "CONDUCTOR_WORKER_METRICS_HOST": ip, "CWO_METRICS_HOST": ip, "CWO_LIVENESS": liveness}
 
 
 def _spawn(argv: list[str], env: dict[str, str], workdir: Path) -> subprocess.Popen:
