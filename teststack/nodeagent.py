@@ -204,13 +204,12 @@ class NodeAgent:
         base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYTHONPATH", "TMPDIR")}
         env = {
             **base_env,
+            **image_env,
             **env,
             "HOSTNAME": pod.metadata.name,
             "KUBECONFIG": str(kubeconfig),
-            "POD_IP": ip,
-            "CONDUCTOR_WORKER_METRICS_HOST": ip,
-            "CWO_BIND_HOST": ip,
             "PYTHONUNBUFFERED": "1",
+            **_network_env(env, ip),
         }
         proc = _spawn(argv, env, workdir)
         probe = container.readiness_probe.to_dict() if container.readiness_probe else None
