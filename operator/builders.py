@@ -23,7 +23,7 @@ APP_NAME = "conductor-worker"
 CONTAINER = "worker"
 METRICS_PORT_NAME = "metrics"
 HASH_ANNOTATION = f"{GROUP}/spec-hash"
-DEFAULT_IMAGE = "ghcr.io/conductor-worker-operator/worker-runtime:0.1.0"
+DEFAULT_IMAGE = "ghcr.io/conductor-worker-operator/conductor-worker-runtime:0.1.0"
 DEFAULT_METRICS_PORT = 8000
 DEFAULT_GRACE_SECONDS = 60
 
@@ -162,7 +162,8 @@ def worker_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def worker_args(spec: dict[str, Any]) -> list[str]:
-    args = ["run", "--metrics-port", str(metrics_port(spec)), "--metrics-host", "0.0.0.0"]
+    # No --metrics-host: the runtime binds all addresses by default (CONDUCTOR_WORKER_METRICS_HOST can narrow it).
+    args = ["run", "--metrics-port", str(metrics_port(spec))]
     args += ["--drain-timeout", str(drain_timeout(grace_seconds(spec))), "--json-logs"]
     for module in spec.get("modules") or []:
         args += ["--module", module]
