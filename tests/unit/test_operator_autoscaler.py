@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from conductor_operator.autoscaler import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,

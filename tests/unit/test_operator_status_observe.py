@@ -1,0 +1,149 @@
+"""Pure parts around the autoscaler: metrics parsing, scrape targets, status conditions, CLI options."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from conductor_operator.main import parse_args
+from conductor_operator.observe import Scraper, parse_metrics, pod_targets, queue_key
+from conductor_operator.status import (
+    condition,
+    deployment_problems,
+    ready_condition_args,
+    spec_problems,
+    utilization_text,
+)
+
+RUNTIME_TEXT = """\
+# HELP task_poll_counter_total Polls sent to the server
+# TYPE task_poll_counter_total counter
+task_poll_counter_total{taskType="resize"} 12.0
+task_poll_counter_total{taskType="ship"} 3.0
+# HELP task_poll_empty_total Polls that returned no task
+# TYPE task_poll_empty_total counter
+task_poll_empty_total{taskType="resize"} 5.0
+# HELP task_execute_time_seconds Execution time
+# TYPE task_execute_time_seconds histogram
+task_execute_time_seconds_bucket{le="0.5",taskType="resize"} 4.0
+task_execute_time_seconds_bucket{le="+Inf",taskType="resize"} 7.0
+task_execute_time_seconds_sum{taskType="resize"} 3.2
+task_execute_time_seconds_count{taskType="resize"} 7.0
+# HELP worker_busy_slots Slots executing a task now
+# TYPE worker_busy_slots gauge
+worker_busy_slots{taskType="resize"} 3.0
+worker_busy_slots{taskType="ship"} 0.0
+# HELP worker_slot_capacity Slots configured
+# TYPE worker_slot_capacity gauge
+worker_slot_capacity{taskType="resize"} 4.0
+worker_slot_capacity{taskType="ship"} 2.0
+"""
+
+
+def test_parse_metrics_sums_slots_and_polls():
+    m = parse_metrics(RUNTIME_TEXT)
+    assert (m.busy_slots, m.slot_capacity, m.polls, m.empty_polls) == (3, 6, 15.0, 5.0)
+    assert m.per_task_busy == {"resize": 3, "ship": 0}
+    assert parse_metrics("").slot_capacity == 0
+
+
+def test_queue_key_and_pod_targets():
+    assert queue_key("t", None) == "t" and queue_key("t", "eu") == "eu:t"
+    pods = [
+        {"metadata": {"name": "a"}, "status": {"phase": "Running", "podIP": "127.0.0.11"}},
+        {"metadata": {"name": "b"}, "status": {"phase": "Pending"}},
+        {"metadata": {"name": "c"}, "status": {"phase": "Running"}},
+    ]
+    assert pod_targets(pods, 9100) == {"a": "http://127.0.0.11:9100/metrics"}
+
+
+def test_scraper_is_concurrent_and_reports_failures():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/slow":
+                threading.Event().wait(3)
+            body = RUNTIME_TEXT.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 64  # the default backlog of 5 drops concurrent connects
+
+    server = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    scraper = Scraper(timeout=0.5)
+    try:
+        targets = {f"p{i}": f"http://127.0.0.1:{port}/metrics" for i in range(10)}
+        targets["slow"] = f"http://127.0.0.1:{port}/slow"
+        targets["dead"] = "http://127.0.0.1:1/metrics"
+        t0 = time.monotonic()
+        result = scraper.scrape(targets)
+        assert time.monotonic() - t0 < 2.5  # one timeout, not one per pod
+        assert len(result.pods) == 10 and set(result.errors) == {"slow", "dead"}
+        assert result.busy_slots == 30 and result.slot_capacity == 60 and len(result.busy_pods) == 10
+    finally:
+        scraper.close()
+        server.shutdown()
+
+
+def test_spec_problems():
+    spec = {"conductor": {"serverUrl": "x", "authSecretRef": {"name": "s"}}}
+    assert [p.reason for p in spec_problems(spec, None, False)] == ["SecretNotFound"]
+    missing = spec_problems(spec, {"keyId": "eA=="}, False)
+    assert [p.reason for p in missing] == ["SecretKeyMissing"] and "keySecret" in missing[0].message
+    assert spec_problems(spec, {"keyId": "a", "keySecret": "b"}, False) == []
+    custom = {"conductor": {"authSecretRef": {"name": "s", "keyIdKey": "id", "keySecretKey": "sec"}}}
+    assert spec_problems(custom, {"id": "a", "sec": "b"}, False) == []
+    assert spec_problems({"conductor": {}}, None, False) == []  # no reference: Conductor OSS
+    sm = {"conductor": {}, "metrics": {"serviceMonitor": {"enabled": True}}}
+    assert [p.reason for p in spec_problems(sm, None, False)] == ["ServiceMonitorUnavailable"]
+    assert spec_problems(sm, None, True) == []
+
+
+def test_deployment_problems_and_ready():
+    stalled = {
+        "status": {
+            "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "m"}
+            ]
+        }
+    }
+    assert [p.reason for p in deployment_problems(stalled)] == ["ProgressDeadlineExceeded"]
+    assert deployment_problems(None) == []
+    dep = {"status": {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2}}
+    assert ready_condition_args(2, dep, False)[:2] == (True, "AllReplicasReady")
+    assert ready_condition_args(3, dep, False)[:2] == (False, "WaitingForReplicas")
+    assert ready_condition_args(0, {"status": {}}, False)[:2] == (True, "ScaledToZero")
+    assert ready_condition_args(2, dep, True)[:2] == (False, "Degraded")
+    assert ready_condition_args(2, None, False)[:2] == (False, "DeploymentMissing")
+    assert utilization_text(3, 4) == "75%" and utilization_text(0, 0) is None
+
+
+def test_condition_keeps_transition_time_while_status_holds():
+    first = condition("Ready", False, "Waiting", "0/1", "T1", 1, [])
+    assert first["lastTransitionTime"] == "T1" and first["observedGeneration"] == 1
+    same = condition("Ready", False, "Waiting", "0/2", "T2", 2, [first])
+    assert same["lastTransitionTime"] == "T1"
+    flipped = condition("Ready", True, "AllReplicasReady", "1/1", "T3", 2, [same])
+    assert flipped["lastTransitionTime"] == "T3" and flipped["status"] == "True"
+    assert condition("X", None, "r", "m", "T", None, [])["status"] == "Unknown"
+
+
+def test_cli_namespaces(monkeypatch):
+    monkeypatch.delenv("WATCH_NAMESPACES", raising=False)
+    assert parse_args([]).all_namespaces is True
+    args = parse_args(["-n", "a", "-n", "b", "--standalone"])
+    assert args.namespace == ["a", "b"] and not args.all_namespaces and args.standalone
+    monkeypatch.setenv("WATCH_NAMESPACES", "x, y")
+    assert parse_args([]).namespace == ["x", "y"]
+    with pytest.raises(SystemExit):
+        parse_args(["-n", "a", "--all-namespaces"])
