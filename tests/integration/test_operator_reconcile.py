@@ -324,3 +324,113 @@ def test_deleting_the_worker_garbage_collects_children(operator, kubectl, k8s_ap
     wait_for(lambda: deployment(k8s_api, namespace, "gone") is None, 60, "Deployment collected")
     wait_for(lambda: not core.list_namespaced_service(namespace).items, 60, "Service collected")
     wait_for(lambda: not core.list_namespaced_pod(namespace).items, 60, "Pods collected")
+
+
+# The permissions the operator needs (the Helm chart grants the same): cluster-scoped discovery for kopf,
+# the rest per watched namespace (a ClusterRole for --all-namespaces).
+CLUSTER_RULES = [
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+]
+NAMESPACE_RULES = [
+    {
+        "apiGroups": ["conductor.io"],
+        "resources": ["conductorworkers"],
+        "verbs": ["get", "list", "watch", "patch", "update"],
+    },
+    {"apiGroups": ["conductor.io"], "resources": ["conductorworkers/status"], "verbs": ["get", "patch", "update"]},
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["services"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {
+        "apiGroups": ["policy"],
+        "resources": ["poddisruptionbudgets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {
+        "apiGroups": ["monitoring.coreos.com"],
+        "resources": ["servicemonitors"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+
+
+def test_operator_works_with_least_privilege_rbac(crd, kubectl, k8s_api, kubeconfig, namespace, tmp_path):
+    rbac = client.RbacAuthorizationV1Api(k8s_api)
+    core = client.CoreV1Api(k8s_api)
+    sa = f"op-{namespace}"
+    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=sa)))
+    subject = [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]
+    rbac.create_cluster_role({"metadata": {"name": sa}, "rules": CLUSTER_RULES})
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": sa},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": sa},
+            "subjects": subject,
+        }
+    )
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": "operator"}, "rules": NAMESPACE_RULES})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "operator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "operator"},
+            "subjects": subject,
+        },
+    )
+    try:
+        token = core.create_namespaced_service_account_token(
+            sa, namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
+        ).status.token
+        cfg = k8s_api.configuration
+        sa_kubeconfig = tmp_path / "sa-kubeconfig"
+        sa_kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {"name": "c", "cluster": {"server": cfg.host, "certificate-authority": cfg.ssl_ca_cert}}
+                    ],
+                    "users": [{"name": "sa", "user": {"token": token}}],
+                    "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa", "namespace": namespace}}],
+                    "current-context": "sa",
+                }
+            )
+        )
+        op = OperatorProcess(sa_kubeconfig, [namespace], tmp_path / "operator.log").start()
+        try:
+            kubectl("apply", "-n", namespace, "-f", "-", input=cw("rbac", replicas=2))
+            wait_for(lambda: deployment(k8s_api, namespace, "rbac"), 20, "the Deployment (as the ServiceAccount)")
+
+            def ready_status():
+                obj = get_json(kubectl, "cw", "rbac", "-n", namespace)
+                return (obj.get("status") or {}).get("replicas") == 2 and obj
+
+            obj = wait_for(ready_status, 30, "status written by the ServiceAccount")
+            assert cond(obj, "Degraded")["status"] == "False"
+            assert client.PolicyV1Api(k8s_api).read_namespaced_pod_disruption_budget("rbac", namespace)
+            kubectl("scale", "deployment/rbac", "-n", namespace, "--replicas=5")
+            wait_for(lambda: deployment(k8s_api, namespace, "rbac").spec.replicas == 2, 15, "drift reverted")
+            kubectl("delete", "cw", "rbac", "-n", namespace, "--timeout=30s")
+            log = op.log_tail(400)
+            assert "Forbidden" not in log and " 403" not in log, log
+        finally:
+            op.stop()
+    finally:
+        rbac.delete_cluster_role_binding(sa)
+        rbac.delete_cluster_role(sa)
