@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 
 import requests
 
@@ -74,8 +75,12 @@ def start_redis(cfg: StackConfig) -> None:
     procs.wait_until(REDIS_NAME, ping, 20, cfg.run_dir, pid)
 
 
-def start(cfg: StackConfig, redis: bool = False, timeout: float = 180) -> None:
-    """Start the server (unless one already answers on the port) and wait for /health."""
+def start(cfg: StackConfig, redis: bool = False, timeout: float = 180, name: str = NAME) -> None:
+    """Start the server (unless one already answers on the port) and wait for /health.
+
+    A second server (e.g. Redis-backed, for restart tests) takes another `name` and a cfg whose
+    conductor_port differs (dataclasses.replace).
+    """
     if healthy(cfg):
         return
     if not cfg.conductor_jar.is_file():
@@ -86,13 +91,19 @@ def start(cfg: StackConfig, redis: bool = False, timeout: float = 180) -> None:
     if redis:
         start_redis(cfg)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    props_file = cfg.run_dir / "conductor.properties"
+    props_file = cfg.run_dir / f"{name}.properties"
     props_file.write_text("".join(f"{k}={v}\n" for k, v in properties(cfg, redis).items()))
     argv = [java, "-Xms256m", "-Xmx1g", "-XX:+UseSerialGC", "-jar", str(cfg.conductor_jar)]
-    pid = procs.start(cfg.run_dir, NAME, argv, env={"CONDUCTOR_CONFIG_FILE": str(props_file)})
-    procs.wait_until(NAME, lambda: healthy(cfg), timeout, cfg.run_dir, pid)
+    pid = procs.start(cfg.run_dir, name, argv, env={"CONDUCTOR_CONFIG_FILE": str(props_file)})
+    procs.wait_until(name, lambda: healthy(cfg), timeout, cfg.run_dir, pid)
 
 
-def stop(cfg: StackConfig) -> None:
-    procs.stop(cfg.run_dir, NAME, grace=15)
-    procs.stop(cfg.run_dir, REDIS_NAME)
+def kill(cfg: StackConfig, name: str = NAME) -> None:
+    """SIGKILL the server, as a crash would (Redis keeps its state)."""
+    procs.stop(cfg.run_dir, name, grace=5, sig=signal.SIGKILL)
+
+
+def stop(cfg: StackConfig, name: str = NAME, with_redis: bool = True) -> None:
+    procs.stop(cfg.run_dir, name, grace=15)
+    if with_redis:
+        procs.stop(cfg.run_dir, REDIS_NAME)

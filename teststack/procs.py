@@ -79,14 +79,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stop(run_dir: Path, name: str, grace: float = 10.0) -> bool:
-    """SIGTERM the component's process group, SIGKILL after the grace period."""
+def stop(run_dir: Path, name: str, grace: float = 10.0, sig: int = signal.SIGTERM) -> bool:
+    """Signal the component's process group (SIGTERM by default), SIGKILL after the grace period."""
     pid = running_pid(run_dir, name)
     pid_file(run_dir, name).unlink(missing_ok=True)
     if pid is None:
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, sig)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -21,6 +22,14 @@ class ConductorError(Exception):
 
     @property
     def retryable(self) -> bool:
+        """The server's own verdict when its error body carries one (Conductor sends `retryable`,
+        e.g. false for a payload it cannot parse even on HTTP 500), else by status."""
+        try:
+            verdict = json.loads(self.body).get("retryable") if self.body.startswith("{") else None
+        except (ValueError, AttributeError):
+            verdict = None
+        if isinstance(verdict, bool):
+            return verdict
         return self.status is None or self.status >= 500 or self.status in (408, 429)
 
 
