@@ -58,7 +58,13 @@ def cw(name: str, **spec) -> str:
         "apiVersion": "conductor.io/v1alpha1",
         "kind": "ConductorWorker",
         "metadata": {"name": name},
-        "spec": {"conductor": {"serverUrl": "http://127.0.0.1:18080/api"}, "tasks": [{"name": "resize"}], **spec},
+        # An image the node agent does not run: these tests are about the API objects, pods stay Pending.
+        "spec": {
+            "conductor": {"serverUrl": "http://127.0.0.1:18080/api"},
+            "image": "example.invalid/workers:1",
+            "tasks": [{"name": "resize"}],
+            **spec,
+        },
     }
     return yaml.safe_dump(body)
 
@@ -434,3 +440,33 @@ def test_operator_works_with_least_privilege_rbac(crd, kubectl, k8s_api, kubecon
     finally:
         rbac.delete_cluster_role_binding(sa)
         rbac.delete_cluster_role(sa)
+
+
+def test_resume_after_operator_restart_applies_changes_made_while_down(
+    crd, kubectl, k8s_api, kubeconfig, namespace, tmp_path
+):
+    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator-1.log").start()
+    try:
+        kubectl("apply", "-n", namespace, "-f", "-", input=cw("resumed", replicas=1))
+        wait_for(lambda: deployment(k8s_api, namespace, "resumed"), 20, "the Deployment")
+    finally:
+        op.stop()
+    # While no operator runs: the spec changes and someone scales the Deployment by hand.
+    kubectl("patch", "cw", "resumed", "-n", namespace, "--type=merge", "-p", json.dumps({"spec": {"replicas": 2}}))
+    kubectl("scale", "deployment/resumed", "-n", namespace, "--replicas=4")
+    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator-2.log").start()
+    try:
+        wait_for(lambda: deployment(k8s_api, namespace, "resumed").spec.replicas == 2, 20, "resumed to spec.replicas")
+        obj = wait_for(
+            lambda: (
+                (o := get_json(kubectl, "cw", "resumed", "-n", namespace))["status"].get("observedGeneration")
+                == o["metadata"]["generation"]
+                and o
+            ),
+            20,
+            "status of the new generation",
+        )
+        assert obj["status"]["desiredReplicas"] == 2
+    finally:
+        kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=60s", check=False)
+        op.stop()
