@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 
 import kopf
@@ -28,7 +29,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("CWO_PEERING") or None,
         help="KopfPeering name: only the highest-priority operator replica acts (needs the kopf.dev CRDs)",
     )
-    p.add_argument("--priority", type=int, default=int(os.environ.get("CWO_PRIORITY", "0")))
+    # Replicas of one Deployment need distinct priorities, else kopf lets all of them act: by default
+    # each picks a random one and only the highest acts; the others pause until it goes away.
+    p.add_argument(
+        "--priority",
+        type=int,
+        default=int(os.environ.get("CWO_PRIORITY") or random.randint(1, 1_000_000)),
+        help="peering priority (env CWO_PRIORITY; default random)",
+    )
     p.add_argument(
         "--liveness",
         default=os.environ.get("CWO_LIVENESS", "http://0.0.0.0:8081/healthz"),
