@@ -16,7 +16,7 @@ from kubernetes import client
 
 from conductor_operator.observe import QueueDepthSource
 from conductor_operator.testing import OperatorProcess
-from tests.helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
+from helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
 from teststack import nodeagent, procs
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]

@@ -11,7 +11,7 @@ import yaml
 from kubernetes import client
 
 from conductor_operator.testing import OperatorProcess
-from tests.helpers import wait_for
+from helpers import wait_for
 
 pytestmark = pytest.mark.kube
 
