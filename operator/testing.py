@@ -46,7 +46,7 @@ class OperatorProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, timeout: float = 30.0) -> OperatorProcess:
-        argv = [sys.executable, "-m", "conductor_operator.main", "--standalone", "--verbose"]
+        argv = [sys.executable, "-P", "-m", "conductor_operator.main", "--standalone", "--verbose"]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
         argv += [
