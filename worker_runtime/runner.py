@@ -72,7 +72,7 @@ class TaskRunner:
         self._pool = ThreadPoolExecutor(settings.thread_count, thread_name_prefix=f"task-{self.name}")
         self._thread = threading.Thread(target=self._poll_loop, name=f"poll-{self.name}", daemon=True)
         self.heartbeat = time.monotonic()
-        self.last_poll_ok: bool | None = None
+        self.server_ok: bool | None = None  # last contact with the server (poll or update) worked
         self.polls_after_stop = 0
         self._labels = {"taskType": self.name}
         metrics.capacity.labels(**self._labels).set(settings.thread_count)
@@ -167,14 +167,14 @@ class TaskRunner:
             try:
                 tasks = self.client.poll_batch(self.name, s.worker_id, count, s.poll_timeout_ms, s.domain)
             except ConductorError as exc:
-                self.last_poll_ok = False
+                self.server_ok = False
                 self.metrics.poll_error.labels(taskType=self.name, exception=_kind(exc)).inc()
                 delay = error_backoff.next_delay()
                 log.warning("poll %s failed (%s); retrying in %.1fs", self.name, exc, delay)
                 self._stopping.wait(delay)
                 continue
             self.metrics.poll_time.labels(**self._labels).observe(time.perf_counter() - started)
-            self.last_poll_ok = True
+            self.server_ok = True
             error_backoff.reset()
             if not tasks:
                 self.metrics.poll_empty.labels(**self._labels).inc()
@@ -246,9 +246,12 @@ class TaskRunner:
         while True:
             try:
                 self.client.update_task(body)
+                self.server_ok = True
                 return
             except ConductorError as exc:
                 self.metrics.update_error.labels(taskType=self.name, exception=_kind(exc)).inc()
+                if exc.retryable:
+                    self.server_ok = False  # readiness reports the outage even when every slot is busy
                 if not exc.retryable:
                     if body["status"] != str(TaskStatus.FAILED_WITH_TERMINAL_ERROR):
                         log.error("server refused result of task %s (%s); reporting it as failed", task.task_id, exc)
@@ -332,8 +335,8 @@ class TaskHandler:
         return (not stuck, {"stuck": stuck})
 
     def _ready(self) -> tuple[bool, dict]:
-        failing = [r.name for r in self.runners if r.last_poll_ok is False]
-        waiting = [r.name for r in self.runners if r.last_poll_ok is None and not r.paused]
+        failing = [r.name for r in self.runners if r.server_ok is False]
+        waiting = [r.name for r in self.runners if r.server_ok is None and not r.paused]
         ok = not self._draining and not failing and not waiting
         return ok, {"draining": self._draining, "unreachable": failing, "starting": waiting}
 
