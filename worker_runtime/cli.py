@@ -141,7 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     log.info("running %d worker(s) against %s: %s", len(workers), runtime.client.base_url, sorted(workers))
-    return runtime.run_forever()
+    code = runtime.run_forever()
+    if runtime.drained is False:
+        # Threads still inside overrunning worker functions cannot be interrupted and would keep the
+        # interpreter alive past the pod's grace period; their tasks are already reported FAILED.
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -324,6 +324,7 @@ class TaskHandler:
         self.drain_timeout = drain_timeout
         self._stopped = threading.Event()
         self._draining = False
+        self.drained: bool | None = None  # after stop(): False if tasks were still running at the deadline
         self.health = (
             HealthServer(self.metrics, self._alive, self._ready, metrics_host, metrics_port)
             if metrics_port is not None
@@ -370,6 +371,7 @@ class TaskHandler:
         if self.health:
             self.health.stop()
         self._stopped.set()
+        self.drained = drained
         log.info("stopped (%s)", "drained" if drained else "drain timeout")
         return drained
 

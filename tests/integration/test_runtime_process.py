@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -32,9 +33,7 @@ def _start_worker(conductor_url: str, task: str, port: int, *extra: str) -> subp
     }
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "worker_runtime.cli",
+            str(Path(sys.executable).with_name("conductor-worker")),
             "run",
             "--path",
             str(HERE),
@@ -140,3 +139,30 @@ def test_metrics_endpoint_exposes_every_metric_with_sane_values(conductor_client
     names = {name for name, _ in m}
     for family in ("task_poll_error_total", "task_execute_error_total", "task_update_error_total"):
         assert not any(n == family for n in names) or all(v == 0 for (n, _), v in m.items() if n == family)
+
+
+def test_tasks_overrunning_the_drain_timeout_are_reported_failed_for_retry(conductor_client, conductor_url):
+    task, wf = unique("overrun"), unique("wf")
+    conductor_client.register_task_defs([task_def(task, retry_count=1)])
+    conductor_client.register_workflow(linear_workflow(wf, [(task, "s", {"millis": "${workflow.input.ms}"})]))
+    port = _free_port()
+    proc = _start_worker(conductor_url, task, port, "--thread-count", "3", "--drain-timeout", "2")
+    try:
+        ids = [conductor_client.start_workflow(wf, {"ms": 60_000}) for _ in range(3)]
+        labels = frozenset({"taskType": task}.items())
+        wait_for(lambda: _metrics(port).get(("worker_busy_slots", labels)) == 3, 15, "3 busy slots")
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert took < 8, f"exit took {took:.1f}s with a 2 s drain timeout"
+    assert "drain timeout" in out
+    for wf_id in ids:
+        first = wait_for(lambda i=wf_id: conductor_client.get_workflow(i)["tasks"][0], 5, "the first attempt")
+        assert first["status"] == "FAILED"
+        assert first["reasonForIncompletion"] == "worker shut down before the task finished (drain timeout)"
+        assert len(conductor_client.get_workflow(wf_id)["tasks"]) == 2  # the server scheduled the retry
