@@ -4,6 +4,7 @@ project's node agent on 127.0.0.N as the pods of the Deployment), real /metrics 
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -157,9 +158,17 @@ def test_backlog_scales_up_drains_to_zero_and_activates(
 
     # The real workers (pods run by the node agent) drain the queue; the operator scrapes their slots.
     seen = {"busy": 0, "capacity": 0, "ready": 0}
+    last_full_demand = [time.monotonic()]  # the last time the operator's raw proposal was MAX or more
+
+    def sample() -> dict:
+        st = status()
+        proposal = re.search(r"proposes (\d+)", st.get("lastDecisionReason") or "")
+        if proposal and int(proposal.group(1)) >= MAX:
+            last_full_demand[0] = time.monotonic()
+        return st
 
     def drained():
-        st = status()
+        st = sample()
         seen["busy"] = max(seen["busy"], st.get("busySlots") or 0)
         seen["capacity"] = max(seen["capacity"], st.get("slotCapacity") or 0)
         seen["ready"] = max(seen["ready"], st.get("readyReplicas") or 0)
@@ -175,15 +184,24 @@ def test_backlog_scales_up_drains_to_zero_and_activates(
     assert replicas() == MAX  # the stabilization window holds the fleet
 
     # 2. Drained -> down only after the stabilization window...
-    wait_for(lambda: replicas() == 1, WINDOW + 3 * INTERVAL + SLACK, "scale down to 1 after the window", interval=0.2)
+    wait_for(
+        lambda: sample() and replicas() == 1,
+        WINDOW + 3 * INTERVAL + SLACK,
+        "scale down to 1 after the window",
+        interval=0.2,
+    )
     down = time.monotonic()
-    assert down - idle >= WINDOW - 2 * INTERVAL, f"scaled down after {down - idle:.1f}s, window {WINDOW}s"
+    # The window runs from the operator's last full-size proposal (demand can fall before the queue is empty).
+    held = down - last_full_demand[0]
+    assert held >= WINDOW - 2 * INTERVAL, f"scaled down {held:.1f}s after the last full-size proposal, window {WINDOW}s"
     # ... and to zero after the cooldown.
     wait_for(lambda: replicas() == 0, COOLDOWN + 3 * INTERVAL + SLACK, "scale to zero after the cooldown", interval=0.2)
     zero = time.monotonic()
     assert zero - idle >= COOLDOWN - 2 * INTERVAL, f"zero after {zero - idle:.1f}s, cooldown {COOLDOWN}s"
     st = status()
-    assert st["desiredReplicas"] == 0 and "scaled to zero" in st["lastDecisionReason"]
+    # the decision that scaled to zero, or the next interval's, which finds the fleet idle at zero
+    assert st["desiredReplicas"] == 0
+    assert "scaled to zero" in st["lastDecisionReason"] or "idle at zero" in st["lastDecisionReason"], st
     active = next(c for c in st["conditions"] if c["type"] == "Active")
     assert active["status"] == "False"
     core = client.CoreV1Api(k8s_api)
