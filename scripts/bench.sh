@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Benchmarks: `bash scripts/bench.sh workers|memory|all [--size N] [--rounds R] [--out DIR] [...]`
+# (`--help` lists every option). Results: bench/results/*.json, *.md, *.png; see bench/README.md.
+#
+# Prepares, cached in ~/.cache/conductor-worker-operator: the project's venv (scripts/setup.sh), a
+# benchmark-only venv (matplotlib, psutil, requests; never the project's dependencies) and the
+# Conductor Python SDK's own venv (conductor-python 2.0.0: its pins clash with the kubernetes client).
+# Starts the local Conductor server unless --server-url points elsewhere or it already answers.
+source "$(dirname "$0")/lib.sh"
+
+BENCH_VENV="$CWO_CACHE/bench-venv"
+SDK_VENV="$CWO_CACHE/sdk-venv"
+SDK_VERSION=2.0.0
+
+venv() {  # venv DIR STAMP PACKAGES...
+  local dir=$1 stamp=$2; shift 2
+  [[ -f "$dir/.cwo-$stamp" ]] && return
+  log "creating $dir ($*)"
+  [[ -x "$dir/bin/python" ]] || python3 -m venv "$dir"
+  "$dir/bin/python" -m pip install -q "$@"
+  touch "$dir/.cwo-$stamp"
+}
+
+[[ -x "$VENV/bin/conductor-worker" ]] || bash "$CWO_ROOT/scripts/setup.sh"
+venv "$BENCH_VENV" bench-v1 matplotlib psutil requests
+venv "$SDK_VENV" "sdk-$SDK_VERSION" "conductor-python==$SDK_VERSION" psutil
+
+server_given=0
+for arg in "$@"; do [[ "$arg" == --server-url* ]] && server_given=1; done
+if ((server_given == 0)); then
+  "$VENV/bin/python" -P "$CWO_ROOT/scripts/stack.py" up --only conductor
+fi
+
+cd "$CWO_CACHE"  # never the repo root as the working directory (operator/ would shadow the stdlib)
+exec "$BENCH_VENV/bin/python" -P "$CWO_ROOT/bench/run.py" "$@"
