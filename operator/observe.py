@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import requests
@@ -160,7 +160,13 @@ class ScrapeResult:
 
 
 class Scraper:
-    """Concurrent /metrics scrapes with a per-request timeout (one pool for the whole operator)."""
+    """Concurrent /metrics scrapes, each bounded by `timeout` in total (one pool for the whole operator).
+
+    Why a total deadline and not only the socket timeouts: those bound each read, so a pod that sends a
+    byte every second never times out; its scrape would hold a pool thread (and the evaluation) forever.
+    """
+
+    MAX_BYTES = 4 * 1024 * 1024  # a runtime's /metrics is a few KiB; more is not a worker's exposition
 
     def __init__(self, timeout: float = 2.0, workers: int = 32) -> None:
         self.timeout = timeout
@@ -169,19 +175,38 @@ class Scraper:
         adapter = requests.adapters.HTTPAdapter(pool_connections=workers, pool_maxsize=workers)
         self._session.mount("http://", adapter)
 
-    def _one(self, url: str) -> PodMetrics:
-        resp = self._session.get(url, timeout=(self.timeout, self.timeout))
-        resp.raise_for_status()
-        return parse_metrics(resp.text)
+    def _one(self, url: str, deadline: float) -> PodMetrics:
+        # identity: the deadline is checked between raw reads (a decoder could wait for more bytes)
+        headers = {"Accept-Encoding": "identity"}
+        with self._session.get(url, timeout=(self.timeout, self.timeout), stream=True, headers=headers) as resp:
+            resp.raise_for_status()
+            body = bytearray()
+            while chunk := resp.raw.read1(65536):
+                body += chunk
+                if len(body) > self.MAX_BYTES:
+                    raise ValueError(f"/metrics larger than {self.MAX_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"/metrics not complete within {self.timeout}s")
+        metrics = parse_metrics(body.decode(resp.encoding or "utf-8", errors="replace"))
+        if metrics.slot_capacity <= 0:  # every runtime exports it (>= 1 slot): this is not a worker's page
+            raise ValueError("no worker_slot_capacity in /metrics")
+        return metrics
 
     def scrape(self, targets: dict[str, str]) -> ScrapeResult:
         """targets: pod name -> http://ip:port/metrics."""
-        futures = {name: self._pool.submit(self._one, url) for name, url in targets.items()}
+        deadline = time.monotonic() + self.timeout
+        futures = {name: self._pool.submit(self._one, url, deadline) for name, url in targets.items()}
         pods: dict[str, PodMetrics] = {}
         errors: dict[str, str] = {}
+        # One wait for all (a read in progress at the deadline may take one more socket timeout).
+        wait(futures.values(), timeout=self.timeout * 2 + 1)
         for name, fut in futures.items():
+            if not fut.done():
+                fut.cancel()
+                errors[name] = f"TimeoutError: no answer within {self.timeout * 2 + 1}s"
+                continue
             try:
-                pods[name] = fut.result(timeout=self.timeout * 2 + 1)
+                pods[name] = fut.result()
             except Exception as exc:
                 errors[name] = f"{type(exc).__name__}: {exc}"[:200]
         return ScrapeResult(pods, errors)
