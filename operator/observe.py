@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -17,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from worker_runtime.client import ConductorClient, ConductorError
 
@@ -116,22 +116,61 @@ class PodMetrics:
     per_task_busy: dict[str, int] = field(default_factory=dict)
 
 
+_WANTED = ("worker_busy_slots", "worker_slot_capacity", "task_poll_counter_total", "task_poll_empty_total")
+_TASK_LABEL = re.compile(r'(?:^|,)\s*taskType\s*=\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _sample(line: str) -> tuple[str, str, float] | None:
+    """(name, taskType, value) of one exposition-format sample line, or None if it cannot be read."""
+    brace = line.find("{")
+    space = line.find(" ")
+    if brace != -1 and (space == -1 or brace < space):
+        name = line[:brace].rstrip()
+        end = line.rfind("}")
+        if end < brace:
+            return None
+        labels, rest = line[brace + 1 : end], line[end + 1 :]
+        found = _TASK_LABEL.search(labels)
+        task = found.group(1).replace('\\"', '"').replace("\\\\", "\\") if found else ""
+    else:
+        if space == -1:
+            return None
+        name, rest, task = line[:space], line[space:], ""
+    parts = rest.split()
+    if not parts:
+        return None
+    try:
+        return name, task, float(parts[0])
+    except ValueError:
+        return None
+
+
 def parse_metrics(text: str) -> PodMetrics:
-    """Parse the runtime's Prometheus text (worker_busy_slots / worker_slot_capacity / poll counters)."""
+    """Parse the runtime's Prometheus text (worker_busy_slots / worker_slot_capacity / poll counters).
+
+    Why not prometheus_client's parser: it builds every family and sample of the page (histograms make
+    up most of it) and costs ~5-10 ms per pod, which made a 1,000-pod scrape CPU-bound at several
+    seconds. Only the four series the autoscaler reads are picked out, line by line (~0.1 ms); comments,
+    other series and unreadable lines are skipped.
+    """
     busy: dict[str, float] = {}
     capacity: dict[str, float] = {}
     polls = empty = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            task = sample.labels.get("taskType", "")
-            if sample.name == "worker_busy_slots":
-                busy[task] = busy.get(task, 0.0) + sample.value
-            elif sample.name == "worker_slot_capacity":
-                capacity[task] = capacity.get(task, 0.0) + sample.value
-            elif sample.name == "task_poll_counter_total":
-                polls += sample.value
-            elif sample.name == "task_poll_empty_total":
-                empty += sample.value
+    for line in text.splitlines():
+        if not line.startswith(_WANTED):
+            continue
+        sample = _sample(line)
+        if sample is None:
+            continue
+        name, task, value = sample
+        if name == "worker_busy_slots":
+            busy[task] = busy.get(task, 0.0) + value
+        elif name == "worker_slot_capacity":
+            capacity[task] = capacity.get(task, 0.0) + value
+        elif name == "task_poll_counter_total":
+            polls += value
+        elif name == "task_poll_empty_total":
+            empty += value
     return PodMetrics(
         busy_slots=int(sum(busy.values())),
         slot_capacity=int(sum(capacity.values())),

@@ -147,3 +147,18 @@ def test_cli_namespaces(monkeypatch):
     assert parse_args([]).namespace == ["x", "y"]
     with pytest.raises(SystemExit):
         parse_args(["-n", "a", "--all-namespaces"])
+
+
+def test_parse_metrics_reads_only_the_autoscaler_series_line_by_line():
+    text = (
+        'worker_busy_slots{taskType="a\\"b",other="x"} 2\n'
+        "worker_busy_slots 1 1700000000000\n"  # no labels, a timestamp
+        'worker_slot_capacity{ taskType = "q" } 4.0\n'
+        'worker_busy_slots_created{taskType="a"} 9\n'  # another series with the same prefix
+        'worker_slot_capacity{taskType="z"} not-a-number\n'
+        "# worker_busy_slots 100\n"
+        'task_poll_counter_total{taskType="q"} 1e3\n'
+    )
+    m = parse_metrics(text)
+    assert (m.busy_slots, m.slot_capacity, m.polls, m.empty_polls) == (3, 4, 1000.0, 0.0)
+    assert m.per_task_busy == {'a"b': 2, "": 1}
