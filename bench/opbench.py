@@ -23,7 +23,8 @@ if str(REPO) not in sys.path:
     sys.path.append(str(REPO))
 
 CACHE = Path(
-    os.environ.get("CWO_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "conductor-worker-operator"
+    os.environ.get("CWO_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "conductor-worker-operator"
 )
 BENCH_VENV = CACHE / "bench-venv"
 
@@ -218,11 +219,20 @@ def _plot_autoscaler(data: dict[str, Any], prefix: Path) -> list[Path]:
             rv = [r for _, r in run["replicas_series"]]
             ax.step(rt, rv, where="post", color="tab:blue", lw=2, label="Deployment replicas")
             ax.set_ylabel("replicas", color="tab:blue")
-            ax.set_ylim(0, max(rv + [1]) + 1)
+            ax.set_ylim(0, max([*rv, 1]) + 1)
             ax2 = ax.twinx()
             st = run["status_series"]
-            ax2.plot([s["t"] / 60 for s in st], [s["depth"] or 0 for s in st], color="tab:orange", lw=1, label="queue depth")
-            ax2.plot([s["t"] / 60 for s in st], [s["busy"] or 0 for s in st], color="tab:green", lw=1, alpha=0.7, label="busy slots")
+            ax2.plot(
+                [s["t"] / 60 for s in st], [s["depth"] or 0 for s in st], color="tab:orange", lw=1, label="queue depth"
+            )
+            ax2.plot(
+                [s["t"] / 60 for s in st],
+                [s["busy"] or 0 for s in st],
+                color="tab:green",
+                lw=1,
+                alpha=0.7,
+                label="busy slots",
+            )
             ax2.set_ylabel("queue depth / busy slots")
             if run.get("warmup_s"):
                 ax.axvline(run["warmup_s"] / 60, color="grey", ls=":", lw=1)

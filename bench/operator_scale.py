@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent))
-import opbench  # noqa: E402
+import opbench
 
 GROUP, VERSION, PLURAL = "conductor.io", "v1alpha1", "conductorworkers"
 IMAGE = "example.invalid/w:1"  # the node agent runs no such image: Pods stay Pending, nothing is started
@@ -63,6 +63,29 @@ class Sampler(threading.Thread):
             if cpu is not None:
                 self.cpu.append((t, cpu))
             self.stop.wait(self.period)
+
+
+def operator_process(kubeconfig, namespace: str, log_path: Path, env: dict[str, str], verbose: bool):
+    """The real operator (conductor_operator.testing.OperatorProcess); without --verbose unless asked, as
+    the Helm chart deploys it (operator.verbose: false): DEBUG logging of every API request costs CPU."""
+    from conductor_operator.testing import OperatorProcess
+
+    class Quiet(OperatorProcess):
+        def start(self, timeout: float = 30.0):
+            if verbose:
+                return super().start(timeout)
+            real = subprocess.Popen
+
+            def popen(argv, *a, **kw):
+                return real([x for x in argv if x != "--verbose"], *a, **kw)
+
+            subprocess.Popen = popen
+            try:
+                return super().start(timeout)
+            finally:
+                subprocess.Popen = real
+
+    return Quiet(kubeconfig, [namespace], log_path, env=env)
 
 
 def cr_manifest(i: int, server_url: str, replicas: int) -> dict[str, Any]:
@@ -99,14 +122,16 @@ def reconciled(api, namespace: str) -> tuple[int, int]:
 def reconcile_run(cfg, api, n: int, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     from kubernetes import client
 
-    from conductor_operator.testing import OperatorProcess
-
     custom = client.CustomObjectsApi(api)
     ns = opbench.new_namespace(api, "bench-ops")
     env = {"CWO_RESYNC_SECONDS": str(args.resync)}
     if args.max_workers:
         env["CWO_MAX_WORKERS"] = str(args.max_workers)
-    op = OperatorProcess(cfg.kubeconfig, [ns], log_dir / f"operator-{n}.log", env=env)
+    if args.operator_path:  # a patched copy of the operator package (a directory holding conductor_operator/)
+        env["PYTHONPATH"] = args.operator_path
+    op = operator_process(
+        cfg.kubeconfig, ns, log_dir / f"operator-{n}-{args.label or 'default'}.log", env, args.verbose
+    )
     result: dict[str, Any] = {"n": n, "namespace": ns, "label": args.label, "resync_s": args.resync}
     try:
         op.start(timeout=60)
@@ -334,7 +359,9 @@ def table(data: dict[str, Any]) -> str:
             goal += " met" if r["reconcile_s"] < 60 else " MISSED"
         elif r["n"] >= 1000:
             goal += " MISSED"
-        delete = f"{r['delete_s']:.1f} s" if r.get("delete_s") is not None else f"{r.get('left_after_delete_timeout')} left"
+        delete = (
+            f"{r['delete_s']:.1f} s" if r.get("delete_s") is not None else f"{r.get('left_after_delete_timeout')} left"
+        )
         name = f"{r['n']}" + (f" ({r['label']})" if r.get("label") else "")
         lines.append(
             f"| {name} | {r['reconciled']}/{r['n']} | {rec} | {goal} | {r['rss_idle_mib']} / {r['rss_peak_mib']} / "
@@ -365,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delete-timeout", type=float, default=120)
     p.add_argument("--resync", type=float, default=10, help="CWO_RESYNC_SECONDS of the operator (deployed: 10)")
     p.add_argument("--max-workers", type=int, default=0, help="CWO_MAX_WORKERS (0: the operator's default, 32)")
+    p.add_argument("--operator-path", default="", help="PYTHONPATH holding a patched conductor_operator/ to compare")
+    p.add_argument("--verbose", action="store_true", help="run the operator with --verbose (DEBUG logs)")
     p.add_argument("--label", default="", help="a label for this configuration in the results")
     p.add_argument("--endpoints", type=int, default=1000, help="pod /metrics endpoints to scrape (0 skips)")
     p.add_argument("--scrape-rounds", type=int, default=5)
