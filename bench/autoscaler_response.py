@@ -112,6 +112,19 @@ class Bench:
         self.tasks: dict[str, str] = {}
         self.workflows: dict[str, str] = {}
         self.op = None
+        self.foreign_seen: list[tuple[str, list[str]]] = []
+        self._watching = threading.Event()
+        threading.Thread(target=self._watch_foreign, daemon=True).start()
+
+    def _watch_foreign(self) -> None:
+        """Record any other operator that could act on the benchmark's ConductorWorkers."""
+        while not self._watching.wait(5):
+            try:
+                found = opbench.foreign_operators(self.api)
+            except Exception:
+                continue
+            if found:
+                self.foreign_seen.append((time.strftime("%H:%M:%S"), found))
 
     # -- setup ---------------------------------------------------------------------------------------
 
@@ -484,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         "steady": [],
     }
     bench = Bench(args)
+    data["foreign_operator_at_start"] = opbench.wait_no_foreign_operator(bench.api)
     try:
         keys = [f"{k}{i}" for i in intervals for k in ("act", "up", "steady")]
         bench.prepare(keys)
@@ -494,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.minutes > 0:
             data["steady"] = bench.steady(intervals)
     finally:
+        bench._watching.set()
+        data["foreign_operator_seen"] = bench.foreign_seen
         bench.close()
     data["machine"]["loadavg_end"] = opbench.loadavg()
     json_path = out / f"{args.name}.json"

@@ -175,6 +175,32 @@ def delete_namespace(api, name: str, wait: float = 0.0) -> bool:
     return wait <= 0
 
 
+def foreign_operators(api) -> list[str]:
+    """Running operator pods of the local stack (e.g. a Helm install by a demo or an e2e test): one that
+    watches all namespaces also manages the benchmark's ConductorWorkers, and two operators with their
+    own autoscaler histories make replicas flap. The benchmarks record them and wait for them to go."""
+    from kubernetes import client
+
+    pods = client.CoreV1Api(api).list_pod_for_all_namespaces(_preload_content=False)
+    out = []
+    for pod in json.loads(pods.data)["items"]:
+        images = [c.get("image", "") for c in pod["spec"].get("containers", [])]
+        if (
+            any("conductor-worker-operator" in i for i in images)
+            and (pod.get("status") or {}).get("phase") == "Running"
+        ) and not pod["metadata"].get("deletionTimestamp"):
+            out.append(f"{pod['metadata']['namespace']}/{pod['metadata']['name']}")
+    return out
+
+
+def wait_no_foreign_operator(api, timeout: float = 600) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (found := foreign_operators(api)) and time.monotonic() < deadline:
+        print(f"[bench] waiting for a foreign operator to go: {found}", flush=True)
+        time.sleep(10)
+    return found
+
+
 # -- output -------------------------------------------------------------------------------------------
 
 

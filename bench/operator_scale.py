@@ -123,6 +123,7 @@ def reconcile_run(cfg, api, n: int, args: argparse.Namespace, log_dir: Path) -> 
     from kubernetes import client
 
     custom = client.CustomObjectsApi(api)
+    foreign_start = opbench.wait_no_foreign_operator(api)
     ns = opbench.new_namespace(api, "bench-ops")
     env = {"CWO_RESYNC_SECONDS": str(args.resync)}
     if args.max_workers:
@@ -133,6 +134,7 @@ def reconcile_run(cfg, api, n: int, args: argparse.Namespace, log_dir: Path) -> 
         cfg.kubeconfig, ns, log_dir / f"operator-{n}-{args.label or 'default'}.log", env, args.verbose
     )
     result: dict[str, Any] = {"n": n, "namespace": ns, "label": args.label, "resync_s": args.resync}
+    result["foreign_operator_at_start"] = foreign_start
     try:
         op.start(timeout=60)
         pid = op.proc.pid
@@ -196,6 +198,7 @@ def reconcile_run(cfg, api, n: int, args: argparse.Namespace, log_dir: Path) -> 
         result["rss_end_mib"] = sampler.rss[-1][1] if sampler.rss else None
         result["threads_peak"] = max((r for _, r in sampler.threads), default=None)
         result["loadavg_after"] = opbench.loadavg()
+        result["foreign_operator_after"] = opbench.foreign_operators(api)
         # deletion with the operator running (kopf's finalizers)
         d0 = time.monotonic()
         custom.delete_collection_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
