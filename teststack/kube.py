@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -149,6 +150,29 @@ def _binary(cfg: StackConfig, name: str) -> str:
     return str(path)
 
 
+def _apiserver_argv(cfg: StackConfig, binary: str, pki: Path) -> list[str]:
+    run = cfg.run_dir
+    return [
+        binary,
+        f"--etcd-servers=http://127.0.0.1:{cfg.etcd_port}",
+        f"--secure-port={cfg.apiserver_port}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--cert-dir={run / 'apiserver-certs'}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--allow-privileged=true",
+        "--authorization-mode=RBAC",
+        f"--service-account-issuer={ISSUER}",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--enable-priority-and-fairness=false",
+        "--endpoint-reconciler-type=none",
+    ]
+
+
 def start(cfg: StackConfig, timeout: float = 120) -> Path:
     """Start the control plane unless it already answers; return the kubeconfig path."""
     binaries = {n: _binary(cfg, n) for n in (ETCD, APISERVER, CONTROLLER_MANAGER)}
@@ -181,29 +205,7 @@ def start(cfg: StackConfig, timeout: float = 120) -> Path:
     )
     procs.wait_until(ETCD, lambda: _get(f"{etcd_url}/health"), 30, run, pid)
 
-    pid = procs.start(
-        run,
-        APISERVER,
-        [
-            binaries[APISERVER],
-            f"--etcd-servers={etcd_url}",
-            f"--secure-port={cfg.apiserver_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--cert-dir={run / 'apiserver-certs'}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
-            "--authorization-mode=RBAC",
-            f"--service-account-issuer={ISSUER}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--enable-priority-and-fairness=false",
-            "--endpoint-reconciler-type=none",
-        ],
-    )
+    pid = procs.start(run, APISERVER, _apiserver_argv(cfg, binaries[APISERVER], pki))
     procs.wait_until(APISERVER, lambda: healthy(cfg), timeout, run, pid)
 
     pid = procs.start(
@@ -231,3 +233,15 @@ def start(cfg: StackConfig, timeout: float = 120) -> Path:
 def stop(cfg: StackConfig) -> None:
     for name in (CONTROLLER_MANAGER, APISERVER, ETCD):
         procs.stop(cfg.run_dir, name)
+
+
+def restart_apiserver(cfg: StackConfig, timeout: float = 120) -> float:
+    """Stop kube-apiserver alone (SIGTERM) and start it again with the same flags; etcd, its data and
+    kube-controller-manager keep running. Returns the seconds the API server was down."""
+    binary = _binary(cfg, APISERVER)
+    pki = ensure_pki(cfg)
+    down = time.monotonic()
+    procs.stop(cfg.run_dir, APISERVER)
+    pid = procs.start(cfg.run_dir, APISERVER, _apiserver_argv(cfg, binary, pki))
+    procs.wait_until(APISERVER, lambda: healthy(cfg), timeout, cfg.run_dir, pid)
+    return time.monotonic() - down
