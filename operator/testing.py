@@ -32,11 +32,15 @@ class OperatorProcess:
         namespaces: list[str],
         log_path: str | Path,
         env: dict[str, str] | None = None,
+        peering: str | None = None,
+        priority: int | None = None,
     ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.namespaces = namespaces
         self.log_path = Path(log_path)
         self.env = env or {}
+        self.peering = peering  # a KopfPeering name instead of --standalone (replicas that see each other)
+        self.priority = priority
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -46,7 +50,10 @@ class OperatorProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, timeout: float = 30.0) -> OperatorProcess:
-        argv = [sys.executable, "-P", "-m", "conductor_operator.main", "--standalone", "--verbose"]
+        argv = [sys.executable, "-P", "-m", "conductor_operator.main", "--verbose"]
+        argv += ["--peering", self.peering] if self.peering else ["--standalone"]
+        if self.priority is not None:
+            argv += ["--priority", str(self.priority)]
         for ns in self.namespaces:
             argv += ["--namespace", ns]
         argv += [
