@@ -99,7 +99,11 @@ class Bench:
 
         self.args = args
         self.cfg = opbench.stack()
-        opbench.ensure_stack(self.cfg, node_agent=True)
+        opbench.ensure_stack(self.cfg, node_agent=not args.private_plane)
+        self.stop_plane = self.agent = None
+        if args.private_plane:
+            self.cfg, self.stop_plane = opbench.private_plane(self.cfg)
+            self.agent = opbench.LocalNodeAgent(self.cfg)
         opbench.apply_crd(self.cfg)
         self.api = opbench.api_client(self.cfg)
         self.apps = client.AppsV1Api(self.api)
@@ -436,6 +440,10 @@ class Bench:
             opbench.delete_namespace(self.api, self.ns)
             self.conductor.close()
             self.api.close()
+            if self.agent is not None:
+                self.agent.stop()
+            if self.stop_plane is not None:
+                self.stop_plane()
 
 
 def table(data: dict[str, Any]) -> str:
@@ -480,6 +488,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=5.0, help="steady load: mean workflows per second")
     p.add_argument("--noise", type=float, default=0.3, help="steady load: rate redrawn every 10 s within +-noise")
     p.add_argument("--task-ms", type=int, default=1000, help="steady load: task duration (4 slots per pod)")
+    p.add_argument(
+        "--shared-plane",
+        dest="private_plane",
+        action="store_false",
+        help="use the shared local API server and node agent instead of private ones (started for the run)",
+    )
     p.add_argument("--out", default=str(opbench.REPO / "bench" / "results"))
     p.add_argument("--name", default="autoscaler_response")
     p.add_argument("--no-plot", action="store_true")

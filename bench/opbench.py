@@ -13,6 +13,8 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -123,6 +125,65 @@ def ensure_stack(cfg, node_agent: bool) -> None:
         kube.start(cfg)
     if node_agent:
         nodeagent.start_background(cfg)
+
+
+def private_plane(cfg):
+    """etcd + kube-apiserver + kube-controller-manager of this benchmark only (same binaries and CA as the
+    shared stack, free ports). Why: another operator running cluster-wide on the shared API server (a
+    demo's or an e2e test's Helm install) would manage the benchmark's ConductorWorkers too, and other
+    engineers' tests load the shared API server. Returns (cfg, stop)."""
+    import dataclasses
+    import shutil
+    import socket
+
+    from teststack import kube
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    def free_pair() -> int:  # etcd uses port and port + 1
+        for _ in range(50):
+            port = free_port()
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port + 1))
+                    return port
+                except OSError:
+                    continue
+        raise RuntimeError("no free port pair")
+
+    cache = Path(tempfile.mkdtemp(prefix="cwo-bench-plane-"))
+    (cache / "run").mkdir()
+    (cache / f"k8s-{cfg.k8s_version}").symlink_to(cfg.k8s_bin.parent)
+    (cache / f"tools-{cfg.tools_version}").symlink_to(cfg.tools_bin.parent)
+    shutil.copytree(cfg.run_dir / "pki", cache / "run" / "pki")
+    mine = dataclasses.replace(cfg, cache=cache, etcd_port=free_pair(), apiserver_port=free_port())
+    kube.start(mine)
+
+    def stop() -> None:
+        kube.stop(mine)
+        shutil.rmtree(cache, ignore_errors=True)
+
+    return mine, stop
+
+
+class LocalNodeAgent:
+    """The project's node agent (teststack/nodeagent.py) in a thread of this process, for a private plane,
+    handing out 127.3.0.N pod addresses so its pods never collide with the shared agent's 127.0.0.N."""
+
+    def __init__(self, cfg) -> None:
+        from teststack.nodeagent import NodeAgent
+
+        self.agent = NodeAgent(str(cfg.kubeconfig), cfg.run_dir / "pods")
+        self.agent.free_ips = [f"127.3.0.{n}" for n in range(10, 250)]
+        self.agent.register_node()
+        for target in (self.agent._watch_pods, self.agent._supervise):
+            threading.Thread(target=target, daemon=True).start()
+
+    def stop(self) -> None:
+        self.agent.shutdown()
 
 
 def kubectl(cfg, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:

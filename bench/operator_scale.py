@@ -395,6 +395,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--delete-timeout", type=float, default=120)
     p.add_argument("--resync", type=float, default=10, help="CWO_RESYNC_SECONDS of the operator (deployed: 10)")
     p.add_argument("--max-workers", type=int, default=0, help="CWO_MAX_WORKERS (0: the operator's default, 32)")
+    p.add_argument(
+        "--shared-plane",
+        dest="private_plane",
+        action="store_false",
+        help="use the shared local API server instead of a private one (started for the run, same binaries)",
+    )
     p.add_argument("--operator-path", default="", help="PYTHONPATH holding a patched conductor_operator/ to compare")
     p.add_argument("--verbose", action="store_true", help="run the operator with --verbose (DEBUG logs)")
     p.add_argument("--label", default="", help="a label for this configuration in the results")
@@ -419,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if sizes:
         opbench.ensure_stack(cfg, node_agent=False)
+        stop_plane = None
+        if args.private_plane:
+            cfg, stop_plane = opbench.private_plane(cfg)
+        data["config"]["api_server"] = cfg.apiserver_url
         opbench.apply_crd(cfg)
         api = opbench.api_client(cfg)
         log_dir = out / "logs"
@@ -432,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             data["reconcile"].append(r)
         api.close()
+        if stop_plane is not None:
+            stop_plane()
     if args.endpoints:
         print(f"[operator_scale] scraping {args.endpoints} endpoints ...", flush=True)
         s = scrape_run(args.endpoints, args.scrape_rounds, args.port, args.label or "Scraper()")
