@@ -33,12 +33,16 @@ def controller() -> Controller:
 
 
 def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG).
+
+    The connection pool matches kopf's worker threads, or urllib3 discards connections under load."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
-        return client.ApiClient()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+    configuration.connection_pool_maxsize = int(os.environ.get("CWO_MAX_WORKERS", "32")) + 4
+    return client.ApiClient(configuration)
 
 
 def plain(body: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -31,7 +32,7 @@ class Timeline:
 
 
 def run(cmd: list[str], cfg: StackConfig, **kw) -> subprocess.CompletedProcess:
-    env = {"KUBECONFIG": str(cfg.kubeconfig), "PATH": f"{cfg.tools_bin}:/usr/bin:/bin"}
+    env = {**os.environ, "KUBECONFIG": str(cfg.kubeconfig), "PATH": f"{cfg.tools_bin}:{os.environ.get('PATH', '')}"}
     return subprocess.run(cmd, check=True, text=True, capture_output=True, env=env, timeout=300, **kw)
 
 
@@ -46,6 +47,8 @@ def helm_install(cfg: StackConfig, extra: list[str] | None = None) -> None:
             "--namespace",
             OPERATOR_NS,
             "--create-namespace",
+            # the CRD may already be there, applied by hand or by tests; the chart adopts it
+            "--take-ownership",
             "--wait",
             "--timeout",
             "120s",

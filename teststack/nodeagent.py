@@ -330,7 +330,9 @@ class NodeAgent:
                 with contextlib.suppress(ApiException):
                     self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
             return
-        if pp is None and (pod.spec.node_name in (None, NODE_NAME)) and pod.status.phase in (None, "Pending"):
+        # Pending pods, and pods of this node left without a process by an agent restart (as a
+        # kubelet restarts the containers of its pods).
+        if pp is None and (pod.spec.node_name in (None, NODE_NAME)) and pod.status.phase not in ("Succeeded", "Failed"):
             with self.lock:
                 if uid in self.claimed:
                     return

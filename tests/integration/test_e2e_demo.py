@@ -1,0 +1,121 @@
+"""The user's path end to end on the real local stack, as the demo runs it.
+
+helm install (the operator runs under the chart's own RBAC, as a Pod run by the node agent, with a
+ServiceAccount token), apply the example ConductorWorker, 500 workflows complete, replicas rise above
+1 and return to the configured minimum; helm upgrade changes a value and the operator picks it up;
+helm uninstall leaves no operator objects behind and keeps the CRD.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+from kubernetes import client
+
+from helpers import wait_for
+from teststack import demo, nodeagent, procs
+from teststack.config import REPO_ROOT, StackConfig
+
+pytestmark = [pytest.mark.kube, pytest.mark.conductor]
+
+
+@pytest.fixture(scope="module")
+def agent(stack: StackConfig, kubeconfig):
+    started = procs.running_pid(stack.run_dir, nodeagent.AGENT) is None
+    nodeagent.start_background(stack)
+    yield
+    if started:
+        nodeagent.stop_background(stack)
+
+
+def _helm(stack: StackConfig, *args: str) -> str:
+    return demo.run([str(stack.helm), *args], stack).stdout
+
+
+def _kubectl(stack: StackConfig, *args: str, input: str | None = None) -> str:
+    return demo.run([str(stack.kubectl), *args], stack, input=input).stdout
+
+
+def test_helm_install_apply_example_500_workflows_scale_up_and_back_upgrade_uninstall(
+    stack: StackConfig, conductor_client, k8s_api, agent
+):
+    apps, core = client.AppsV1Api(k8s_api), client.CoreV1Api(k8s_api)
+    custom = client.CustomObjectsApi(k8s_api)
+    demo.helm_install(stack)
+    try:
+        op = wait_for(
+            lambda: [p for p in core.list_namespaced_pod(demo.OPERATOR_NS).items if p.status.phase == "Running"],
+            60, "the operator pod running",
+        )[0]  # fmt: skip
+        assert op.spec.service_account_name != "default"
+        assert op.spec.security_context.run_as_non_root is True
+        assert op.spec.containers[0].security_context.read_only_root_filesystem is True
+
+        ns = _kubectl(stack, "create", "namespace", demo.DEMO_NS, "--dry-run=client", "-o", "yaml")
+        _kubectl(stack, "apply", "-f", "-", input=ns)
+        example = yaml.safe_load((REPO_ROOT / "examples" / "conductorworker-demo.yaml").read_text())
+        example["spec"]["conductor"]["serverUrl"] = stack.conductor_url
+        example["spec"]["autoscaling"]["minReplicas"] = 0
+        _kubectl(stack, "apply", "-n", demo.DEMO_NS, "-f", "-", input=yaml.safe_dump(example))
+        demo.register(conductor_client)
+
+        ids = [
+            conductor_client.start_workflow(
+                demo.WORKFLOW,
+                {"order": {"id": f"o{i}", "quantity": 2, "unit_price": 1.25}, "discount": 0.0, "millis": 100},
+            )
+            for i in range(500)
+        ]
+        wait_for(
+            lambda: apps.list_namespaced_deployment(demo.DEMO_NS).items, 60, "the operator to create the Deployment"
+        )
+        peak, pending, started = 0, set(ids), time.monotonic()
+        while pending and time.monotonic() - started < 420:
+            dep = apps.read_namespaced_deployment(demo.CW_NAME, demo.DEMO_NS)
+            peak = max(peak, dep.spec.replicas or 0)
+            for wf_id in list(pending)[:100]:
+                w = conductor_client.get_workflow(wf_id, include_tasks=False)
+                if w["status"] != "RUNNING":
+                    assert w["status"] == "COMPLETED", w
+                    assert w["output"] == {"total": 2.5, "slept_ms": 100}
+                    pending.discard(wf_id)
+            time.sleep(0.5)
+        assert not pending, f"{len(pending)} workflows unfinished"
+        assert peak > 1, f"replicas never rose above 1 (peak {peak})"
+        wait_for(
+            lambda: apps.read_namespaced_deployment(demo.CW_NAME, demo.DEMO_NS).spec.replicas == 0,
+            120, "replicas back to the configured minimum (0)",
+        )  # fmt: skip
+        status = custom.get_namespaced_custom_object(
+            "conductor.io", "v1alpha1", demo.DEMO_NS, "conductorworkers", demo.CW_NAME
+        )["status"]
+        assert status["desiredReplicas"] == 0
+
+        # helm upgrade: a new default worker image reaches Deployments of workers that name none
+        imageless = {**example, "metadata": {"name": "imageless"}}
+        imageless["spec"] = {k: v for k, v in example["spec"].items() if k != "image"}
+        imageless["spec"]["autoscaling"] = {"enabled": False}
+        imageless["spec"]["replicas"] = 0
+        _kubectl(stack, "apply", "-n", demo.DEMO_NS, "-f", "-", input=yaml.safe_dump(imageless))
+
+        def image_of() -> str:
+            return apps.read_namespaced_deployment("imageless", demo.DEMO_NS).spec.template.spec.containers[0].image
+
+        wait_for(lambda: image_of().endswith(":0.1.0"), 60, "the imageless worker on the chart's default image")
+        demo.helm_install(stack, ["--set", "workerImage.tag=0.1.1"])
+        wait_for(lambda: image_of().endswith(":0.1.1"), 120, "the upgraded default image applied by the operator")
+    finally:
+        _kubectl(stack, "delete", "namespace", demo.DEMO_NS, "--wait=true", "--timeout=120s")
+        _helm(stack, "uninstall", demo.RELEASE, "--namespace", demo.OPERATOR_NS, "--wait")
+
+    leftovers = json.loads(_kubectl(stack, "get", "all,sa,role,rolebinding", "-n", demo.OPERATOR_NS, "-o", "json"))[
+        "items"
+    ]
+    leftovers = [i for i in leftovers if not (i["kind"] == "ServiceAccount" and i["metadata"]["name"] == "default")]
+    assert leftovers == [], [f"{i['kind']}/{i['metadata']['name']}" for i in leftovers]
+    cluster = _kubectl(stack, "get", "clusterrole,clusterrolebinding", "-o", "name")
+    assert "conductor-worker-operator" not in cluster and f"{demo.RELEASE}-" not in cluster
+    assert _kubectl(stack, "get", "crd", "conductorworkers.conductor.io", "-o", "name").strip()  # kept
