@@ -150,6 +150,8 @@ CONTENDERS = ("runtime", "sdk", "ceiling")
 
 def command(contender: str, py: Pythons, server_url: str, threads: int, extra: list[str] | None = None) -> list[str]:
     """The contender's command line; the task types come from BENCH_TASKS in its environment."""
+    if contender == "runtime-t100":  # the runtime with the SDK's 100 ms server-side poll wait
+        return [*command("runtime", py, server_url, threads), "--poll-timeout-ms", "100"]
     if contender == "runtime":
         cli = py.runtime.parent / "conductor-worker"
         return [

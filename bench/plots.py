@@ -16,6 +16,7 @@ COLORS = {
     "ceiling": "tab:green",
     "ceiling-v2": "tab:olive",
     "sdk-thread": "tab:red",
+    "runtime-t100": "tab:purple",
 }
 
 
@@ -28,7 +29,7 @@ def _rate(progress: list[list[float]], window: float = 0.5) -> tuple[list[float]
         while j < i - 1 and t - progress[j + 1][0] >= window:
             j += 1
         dt = t - progress[j][0]
-        if dt > 0:
+        if dt >= window * 0.9:  # a full window only (the first sample comes right after the pickup)
             ts.append(t)
             rates.append((c - progress[j][1]) / dt)
     return ts, rates

@@ -20,7 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=5000, help="workflows per throughput run (default 5000)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=10, help="slots / threads per task type (default 10)")
-    parser.add_argument("--contenders", default="runtime,sdk,ceiling", help="comma-separated (also: ceiling-v2)")
+    parser.add_argument(
+        "--contenders",
+        default="runtime,sdk,ceiling",
+        help="comma-separated; also runtime-t100 (poll timeout 100 ms) and ceiling-v2 (update-v2 loop)",
+    )
     parser.add_argument("--latency-n", type=int, default=100, help="paced workflows for the pickup latency")
     parser.add_argument("--latency-rate", type=float, default=25.0, help="their start rate per second")
     parser.add_argument("--memory-types", type=int, default=10)
