@@ -378,7 +378,14 @@ def table(data: dict[str, Any]) -> str:
         ]
         for s in data["scrape"]:
             sm = s["summary"]
-            goal = "met" if sm["median"] is not None and sm["median"] < 2 else "MISSED"
+            fast = sm["median"] is not None and sm["median"] < 2
+            goal = (
+                "met"
+                if fast and max(s["errors"]) == 0
+                else f"MISSED ({max(s['errors'])} of {s['endpoints']} not scraped)"
+            )
+            if not fast:
+                goal = f"MISSED (median {sm['median']} s, {max(s['errors'])} errors)"
             lines.append(
                 f"| {s['endpoints']} | {s['label']} | {sm['min']} / {sm['median']} / {sm['max']} | {max(s['errors'])} | "
                 f"{goal} | {s['metrics_bytes']} B, {s['metrics_lines']} lines | {s['parse_ms_per_endpoint']} ms |"
@@ -446,10 +453,13 @@ def main(argv: list[str] | None = None) -> int:
             stop_plane()
     if args.endpoints:
         print(f"[operator_scale] scraping {args.endpoints} endpoints ...", flush=True)
-        s = scrape_run(args.endpoints, args.scrape_rounds, args.port, args.label or "Scraper()")
+        s = scrape_run(args.endpoints, args.scrape_rounds, args.port, "Scraper() of this checkout")
         print(f"[operator_scale] scrape: {s['summary']}", flush=True)
         data["scrape"].append(s)
     data["machine"]["loadavg_end"] = opbench.loadavg()
+    data["commit"] = subprocess.run(
+        ["git", "-C", str(opbench.REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
     json_path = out / f"{args.name}.json"
     opbench.write_json(json_path, data)
     (out / f"{args.name}.md").write_text(table(data))
