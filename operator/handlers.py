@@ -8,10 +8,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -24,6 +27,15 @@ from conductor_operator.kube import Kube
 log = logging.getLogger(__name__)
 RESYNC_SECONDS = float(os.environ.get("CWO_RESYNC_SECONDS", "10"))
 _controller: Controller | None = None
+_executor: ThreadPoolExecutor | None = None
+
+
+def _steps() -> ThreadPoolExecutor:
+    """The threads the per-object loops run their (blocking, API-calling) steps on."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(int(os.environ.get("CWO_MAX_WORKERS", "32")), thread_name_prefix="cw-step")
+    return _executor
 
 
 def controller() -> Controller:
@@ -87,29 +99,31 @@ def forget(name: str, namespace: str, **_: Any) -> None:
     controller().forget(namespace, name)
 
 
-@kopf.daemon(b.GROUP, b.VERSION, b.PLURAL, id="loop", cancellation_polling=0.5)
-def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+@kopf.daemon(b.GROUP, b.VERSION, b.PLURAL, id="loop", cancellation_timeout=5.0)
+async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+    """Async, so a thousand ConductorWorkers do not each hold one of kopf's threads for life (a sync
+    daemon does, and past max_workers objects no other handler ran); each step runs on a thread."""
     ctl = controller()
     state = ctl.state(namespace, name)
+    running = asyncio.get_running_loop()
     while not stopped:
         spec = body.get("spec") or {}
         autoscaling = b.autoscaling_enabled(spec)
         interval = (
             float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5) if autoscaling else RESYNC_SECONDS
         )
+        step = ctl.autoscale if autoscaling else functools.partial(ctl.reconcile, force=False)
         try:
-            if autoscaling:
-                ctl.autoscale(plain(body))
-            else:
-                ctl.reconcile(plain(body), force=False)
+            await running.run_in_executor(_steps(), step, plain(body))
         except Exception as exc:  # the loop must survive anything; the next round tries again
             log.exception("%s/%s: loop step failed: %s", namespace, name, exc)
             interval = min(interval, 5.0)
         deadline = time.monotonic() + interval
         while not stopped and time.monotonic() < deadline:
-            if state.wake.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
+            if state.wake.is_set():  # set by deployment_changed: someone else edited our Deployment
                 state.wake.clear()
                 break
+            await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": b.MANAGER})

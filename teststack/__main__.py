@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/stack.sh", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start Conductor and the Kubernetes control plane")
-    up.add_argument("--redis", action="store_true", help="back Conductor with redis-server (survives restarts)")
+    up.add_argument("--memory", action="store_true", help="Conductor in memory instead of on redis-server")
     up.add_argument("--only", choices=["conductor", "kube"], help="start just one part")
     up.add_argument("--no-agent", action="store_true", help="do not run the local node agent (Pods stay Pending)")
     sub.add_parser("down", help="stop every process the stack started")
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             if args.only in (None, "conductor"):
-                conductor.start(cfg, redis=args.redis)
+                conductor.start(cfg, redis=not args.memory)
                 print(f"conductor: {cfg.conductor_url}", file=sys.stderr)
             if args.only in (None, "kube"):
                 kubeconfig = kube.start(cfg)

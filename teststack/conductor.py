@@ -1,9 +1,15 @@
-"""The real Conductor OSS server from its boot jar, in memory or backed by Debian's redis-server."""
+"""The real Conductor OSS server from its boot jar, backed by Debian's redis-server (or in memory).
+
+Redis is the default: the in-memory queue of Conductor OSS 3.21.14 (dyno-queues on a mock Redis)
+breaks under concurrent pollers from several processes ("cannot add ... to the unack shard",
+tasks left SCHEDULED and never handed out), which is exactly what the operator's pods do.
+"""
 
 from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
 
 import requests
 
@@ -11,8 +17,6 @@ from teststack import procs
 from teststack.config import StackConfig
 
 NAME = "conductor"
-REDIS_NAME = "redis"
-REDIS_PORT = 16379
 
 _COMMON = {
     "conductor.indexing.enabled": "false",
@@ -22,13 +26,18 @@ _COMMON = {
 }
 
 
+def redis_port(cfg: StackConfig) -> int:
+    """Each server has its own redis-server, 1000 ports above it."""
+    return cfg.conductor_port + 1000
+
+
 def properties(cfg: StackConfig, redis: bool) -> dict[str, str]:
     props = {"server.port": str(cfg.conductor_port), "server.address": "127.0.0.1", **_COMMON}
     if redis:
         props |= {
             "conductor.db.type": "redis_standalone",
             "conductor.queue.type": "redis_standalone",
-            "conductor.redis.hosts": f"127.0.0.1:{REDIS_PORT}:us-east-1c",
+            "conductor.redis.hosts": f"127.0.0.1:{redis_port(cfg)}:us-east-1c",
         }
     else:
         props |= {"conductor.db.type": "memory", "conductor.queue.type": "memory"}
@@ -42,44 +51,34 @@ def healthy(cfg: StackConfig) -> bool:
         return False
 
 
-def start_redis(cfg: StackConfig) -> None:
-    if procs.running_pid(cfg.run_dir, REDIS_NAME):
+def start_redis(cfg: StackConfig, name: str) -> None:
+    """A fresh redis-server for this Conductor server; it outlives a server crash (restart tests)."""
+    redis_name = f"{name}-redis"
+    if procs.running_pid(cfg.run_dir, redis_name):
         return
     server = shutil.which("redis-server")
     if not server:
         raise procs.StackError("redis-server is missing: run `bash scripts/setup.sh` (apt-get install redis-server)")
-    data = cfg.run_dir / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    argv = [
-        server,
-        "--port",
-        str(REDIS_PORT),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(data),
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-    ]
-    pid = procs.start(cfg.run_dir, REDIS_NAME, argv)
+    data = cfg.run_dir / redis_name
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    port = str(redis_port(cfg))
+    argv = [server, "--port", port, "--bind", "127.0.0.1", "--dir", str(data), "--save", "", "--appendonly", "no"]
+    pid = procs.start(cfg.run_dir, redis_name, argv)
     cli = shutil.which("redis-cli") or "redis-cli"
 
     def ping() -> bool:
-        import subprocess
-
-        out = subprocess.run([cli, "-p", str(REDIS_PORT), "ping"], capture_output=True, text=True, timeout=2)
+        out = subprocess.run([cli, "-p", port, "ping"], capture_output=True, text=True, timeout=2)
         return out.stdout.strip() == "PONG"
 
-    procs.wait_until(REDIS_NAME, ping, 20, cfg.run_dir, pid)
+    procs.wait_until(redis_name, ping, 20, cfg.run_dir, pid)
 
 
-def start(cfg: StackConfig, redis: bool = False, timeout: float = 180, name: str = NAME) -> None:
+def start(cfg: StackConfig, redis: bool = True, timeout: float = 180, name: str = NAME) -> None:
     """Start the server (unless one already answers on the port) and wait for /health.
 
-    A second server (e.g. Redis-backed, for restart tests) takes another `name` and a cfg whose
-    conductor_port differs (dataclasses.replace).
+    A second server (e.g. for restart tests) takes another `name` and a cfg whose conductor_port
+    differs (dataclasses.replace).
     """
     if healthy(cfg):
         return
@@ -89,7 +88,7 @@ def start(cfg: StackConfig, redis: bool = False, timeout: float = 180, name: str
     if not java:
         raise procs.StackError("java (17) is missing: run `bash scripts/setup.sh`")
     if redis:
-        start_redis(cfg)
+        start_redis(cfg, name)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     props_file = cfg.run_dir / f"{name}.properties"
     props_file.write_text("".join(f"{k}={v}\n" for k, v in properties(cfg, redis).items()))
@@ -99,11 +98,11 @@ def start(cfg: StackConfig, redis: bool = False, timeout: float = 180, name: str
 
 
 def kill(cfg: StackConfig, name: str = NAME) -> None:
-    """SIGKILL the server, as a crash would (Redis keeps its state)."""
+    """SIGKILL the server, as a crash would (its redis-server keeps the state)."""
     procs.stop(cfg.run_dir, name, grace=5, sig=signal.SIGKILL)
 
 
 def stop(cfg: StackConfig, name: str = NAME, with_redis: bool = True) -> None:
     procs.stop(cfg.run_dir, name, grace=15)
     if with_redis:
-        procs.stop(cfg.run_dir, REDIS_NAME)
+        procs.stop(cfg.run_dir, f"{name}-redis")
