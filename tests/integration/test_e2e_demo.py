@@ -102,7 +102,12 @@ def test_helm_install_apply_example_500_workflows_scale_up_and_back_upgrade_unin
         _kubectl(stack, "apply", "-n", demo.DEMO_NS, "-f", "-", input=yaml.safe_dump(imageless))
 
         def image_of() -> str:
-            return apps.read_namespaced_deployment("imageless", demo.DEMO_NS).spec.template.spec.containers[0].image
+            try:
+                return apps.read_namespaced_deployment("imageless", demo.DEMO_NS).spec.template.spec.containers[0].image
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    return ""  # not created yet
+                raise
 
         wait_for(lambda: image_of().endswith(":0.1.0"), 60, "the imageless worker on the chart's default image")
         demo.helm_install(stack, ["--set", "workerImage.tag=0.1.1"])
