@@ -29,6 +29,7 @@ from worker_runtime.worker import WorkerSpec
 log = logging.getLogger(__name__)
 
 STUCK_AFTER_SECONDS = 120.0
+BUSY_POLL_TIMEOUT_MS = 20  # while tasks flow: take what is queued, do not wait for a full batch
 
 
 class _AsyncLoop:
@@ -150,22 +151,29 @@ class TaskRunner:
             return min(self._free, self.settings.batch_size)
 
     def _poll_loop(self) -> None:
+        """Two modes, because the server's batch poll waits until it has `count` tasks or the timeout:
+        idle, ask for one task with the long-poll timeout (answered as soon as one arrives, one
+        request per timeout while nothing comes); busy, ask for every free slot with a short wait
+        (what is queued comes at once). A quick empty answer (no server-side wait) backs off."""
         s = self.settings
         interval = s.poll_interval_ms / 1000
+        busy_timeout_ms = min(s.poll_timeout_ms, BUSY_POLL_TIMEOUT_MS)
         empty_backoff = Backoff(base=max(interval, 0.01), cap=max(interval, 1.0), factor=2.0)
         error_backoff = Backoff(base=0.5, cap=10.0)
+        idle = True
         while not self._stopping.is_set():
             self.heartbeat = time.monotonic()
             if self.paused:
                 self._stopping.wait(max(interval, 0.5))
                 continue
-            count = self._wait_for_slot()
+            free = self._wait_for_slot()
             if self._stopping.is_set():
                 break
+            count, timeout_ms = (1, s.poll_timeout_ms) if idle else (free, busy_timeout_ms)
             started = time.perf_counter()
             self.metrics.poll.labels(**self._labels).inc()
             try:
-                tasks = self.client.poll_batch(self.name, s.worker_id, count, s.poll_timeout_ms, s.domain)
+                tasks = self.client.poll_batch(self.name, s.worker_id, count, timeout_ms, s.domain)
             except ConductorError as exc:
                 self.server_ok = False
                 self.metrics.poll_error.labels(taskType=self.name, exception=_kind(exc)).inc()
@@ -173,14 +181,18 @@ class TaskRunner:
                 log.warning("poll %s failed (%s); retrying in %.1fs", self.name, exc, delay)
                 self._stopping.wait(delay)
                 continue
-            self.metrics.poll_time.labels(**self._labels).observe(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.metrics.poll_time.labels(**self._labels).observe(took)
             self.server_ok = True
             error_backoff.reset()
             if not tasks:
                 self.metrics.poll_empty.labels(**self._labels).inc()
-                self._stopping.wait(empty_backoff.next_delay())
+                if idle and took * 1000 < timeout_ms / 2:
+                    self._stopping.wait(empty_backoff.next_delay())  # the server did not hold the poll
+                idle = True
                 continue
             empty_backoff.reset()
+            idle = False
             self.metrics.polled.labels(**self._labels).inc(len(tasks))
             for raw in tasks:
                 self._dispatch(raw)
