@@ -60,3 +60,25 @@ def wait_workflow_done(client, workflow_id: str, timeout: float = 60) -> dict[st
         timeout,
         f"workflow {workflow_id} to finish",
     )
+
+
+# A minimal ServiceMonitor CRD (the Prometheus Operator's kind) for tests that need the API to exist.
+SERVICE_MONITOR_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: servicemonitors.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""

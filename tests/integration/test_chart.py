@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import wait_for
+from helpers import SERVICE_MONITOR_CRD, wait_for
 
 pytestmark = [pytest.mark.kube]
 
@@ -52,26 +52,6 @@ VALUE_SETS = {
         "--set", "serviceMonitor.labels.release=prometheus",
     ],
 }  # fmt: skip
-
-SERVICE_MONITOR_CRD = """
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: servicemonitors.monitoring.coreos.com
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"""
 
 
 @pytest.fixture(scope="session")

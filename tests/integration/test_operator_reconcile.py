@@ -11,30 +11,12 @@ import yaml
 from kubernetes import client
 
 from conductor_operator.testing import OperatorProcess
-from helpers import wait_for
+from helpers import SERVICE_MONITOR_CRD, wait_for
 
 pytestmark = pytest.mark.kube
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "conductorworker.yaml"
-SM_CRD = """
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: servicemonitors.monitoring.coreos.com}
-spec:
-  group: monitoring.coreos.com
-  scope: Namespaced
-  names: {kind: ServiceMonitor, listKind: ServiceMonitorList, plural: servicemonitors, singular: servicemonitor}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +276,7 @@ def test_degraded_for_missing_secret_then_recovers(operator, kubectl, k8s_api, n
 
 
 def test_service_monitor_when_its_crd_is_installed(operator, kubectl, k8s_api, namespace):
-    kubectl("apply", "-f", "-", input=SM_CRD)
+    kubectl("apply", "-f", "-", input=SERVICE_MONITOR_CRD)
     try:
         kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s")
         kubectl(
