@@ -18,7 +18,7 @@ from worker_runtime.worker import WorkerSpec
 
 DEFAULTS: dict[str, Any] = {
     "poll_interval": 100,
-    "poll_timeout": 1000,
+    "poll_timeout": 100,
     "thread_count": 1,
     "domain": None,
     "worker_id": None,

@@ -20,7 +20,7 @@ def _spec(**declared) -> WorkerSpec:
 
 def test_defaults_when_nothing_is_set():
     s = resolve(_spec(), env={"HOSTNAME": "pod-1"})
-    assert (s.thread_count, s.batch_size, s.poll_interval_ms, s.poll_timeout_ms) == (1, 1, 100, 1000)
+    assert (s.thread_count, s.batch_size, s.poll_interval_ms, s.poll_timeout_ms) == (1, 1, 100, 100)
     assert (s.domain, s.paused, s.worker_id) == (None, False, "pod-1")
 
 
