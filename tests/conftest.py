@@ -17,7 +17,7 @@ import pytest
 # The repo root goes at the END of sys.path, so the stdlib `operator` is never shadowed by operator/.
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from teststack import conductor, kube, procs
+from teststack import conductor, kube, nodeagent, procs
 from teststack.config import StackConfig, load
 
 
@@ -101,3 +101,13 @@ def namespace(k8s_api) -> Iterator[str]:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def agent(stack: StackConfig, kubeconfig: Path) -> Iterator[None]:
+    """The local node agent, so that Pods of the worker and operator images run as processes."""
+    started = procs.running_pid(stack.run_dir, nodeagent.AGENT) is None
+    nodeagent.start_background(stack)
+    yield
+    if started:
+        nodeagent.stop_background(stack)

@@ -19,19 +19,10 @@ import yaml
 from kubernetes import client
 
 from helpers import wait_for
-from teststack import demo, nodeagent, procs
+from teststack import demo
 from teststack.config import StackConfig
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
-
-
-@pytest.fixture(scope="module")
-def agent(stack: StackConfig, kubeconfig):
-    started = procs.running_pid(stack.run_dir, nodeagent.AGENT) is None
-    nodeagent.start_background(stack)
-    yield
-    if started:
-        nodeagent.stop_background(stack)
 
 
 def _kubectl(stack: StackConfig, *args: str, input: str | None = None) -> str:
