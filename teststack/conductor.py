@@ -53,7 +53,7 @@ def healthy(cfg: StackConfig) -> bool:
 
 def start_redis(cfg: StackConfig, name: str) -> None:
     """A fresh redis-server for this Conductor server; it outlives a server crash (restart tests)."""
-    redis_name = f"{name}-redis"
+    redis_name = f"redis-for-{name}"
     if procs.running_pid(cfg.run_dir, redis_name):
         return
     server = shutil.which("redis-server")
@@ -105,4 +105,4 @@ def kill(cfg: StackConfig, name: str = NAME) -> None:
 def stop(cfg: StackConfig, name: str = NAME, with_redis: bool = True) -> None:
     procs.stop(cfg.run_dir, name, grace=15)
     if with_redis:
-        procs.stop(cfg.run_dir, f"{name}-redis")
+        procs.stop(cfg.run_dir, f"redis-for-{name}")

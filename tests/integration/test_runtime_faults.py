@@ -21,7 +21,7 @@ from teststack.faultproxy import FaultProxy, Rule
 from worker_runtime import ConductorClient, TaskHandler, get_task_context
 from worker_runtime.worker import WorkerSpec
 
-REDIS_SERVER = "conductor-redis"
+REDIS_SERVER = "conductor-restartable"
 
 
 @pytest.fixture(scope="module")
