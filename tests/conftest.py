@@ -104,7 +104,7 @@ def namespace(k8s_api) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def agent(stack: StackConfig, kubeconfig: Path) -> Iterator[None]:
+def node_agent(stack: StackConfig, kubeconfig: Path) -> Iterator[None]:
     """The local node agent, so that Pods of the worker and operator images run as processes."""
     started = procs.running_pid(stack.run_dir, nodeagent.AGENT) is None
     nodeagent.start_background(stack)

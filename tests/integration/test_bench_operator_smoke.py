@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from teststack import nodeagent, procs
-
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,16 +29,6 @@ def run_bench(script: str, *args: str, timeout: float) -> subprocess.CompletedPr
     )
     assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
-
-
-@pytest.fixture(scope="module")
-def node_agent(stack, kubeconfig):
-    started = procs.running_pid(stack.run_dir, nodeagent.AGENT) is None
-    if started:
-        nodeagent.start_background(stack)
-    yield
-    if started:
-        nodeagent.stop_background(stack)
 
 
 def test_operator_scale_tiny(kubeconfig, conductor_url, tmp_path: Path) -> None:

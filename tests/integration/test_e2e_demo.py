@@ -31,7 +31,7 @@ def _kubectl(stack: StackConfig, *args: str, input: str | None = None) -> str:
 
 
 def test_helm_install_apply_example_500_workflows_scale_up_and_back_upgrade_uninstall(
-    stack: StackConfig, conductor_client, k8s_api, agent
+    stack: StackConfig, conductor_client, k8s_api, node_agent
 ):
     apps, core = client.AppsV1Api(k8s_api), client.CoreV1Api(k8s_api)
     custom = client.CustomObjectsApi(k8s_api)

@@ -18,7 +18,6 @@ from kubernetes import client
 from conductor_operator.observe import QueueDepthSource
 from conductor_operator.testing import OperatorProcess
 from helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
-from teststack import nodeagent, procs
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
 
@@ -34,17 +33,6 @@ SLACK = 1.5  # one evaluation's own latency (Conductor + scrape + apply)
 def crd(kubectl):
     kubectl("apply", "-f", str(REPO / "crds" / "conductorworker.yaml"))
     kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
-
-
-@pytest.fixture(scope="module")
-def node_agent(stack, kubeconfig):
-    """The node agent runs the worker pods as local processes (started here unless it already runs)."""
-    started = procs.running_pid(stack.run_dir, nodeagent.AGENT) is None
-    if started:
-        nodeagent.start_background(stack)
-    yield
-    if started:
-        nodeagent.stop_background(stack)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conductor_operator import builders as b
 from conductor_operator.testing import OperatorProcess, free_port
 from helpers import linear_workflow, task_def, unique, wait_for
-from teststack import kube, nodeagent, procs
+from teststack import kube, procs
 from teststack.config import StackConfig
 from teststack.faultproxy import FaultProxy, Rule
 
@@ -51,17 +51,6 @@ GROUP, VERSION, PLURAL = "conductor.io", "v1alpha1", "conductorworkers"
 def crd(kubectl):
     kubectl("apply", "-f", str(REPO / "crds" / "conductorworker.yaml"))
     kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
-
-
-@pytest.fixture(scope="session")
-def node_agent(stack, kubeconfig) -> Iterator[None]:
-    """The node agent runs worker pods as local processes (started here unless it already runs)."""
-    started = procs.running_pid(stack.run_dir, nodeagent.AGENT) is None
-    if started:
-        nodeagent.start_background(stack)
-    yield
-    if started:
-        nodeagent.stop_background(stack)
 
 
 def free_port_pair() -> int:

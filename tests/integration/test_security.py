@@ -33,7 +33,7 @@ def _container_log(stack: StackConfig, pod: client.V1Pod) -> str:
     return (stack.run_dir / "pods" / f"{pod.metadata.namespace}_{pod.metadata.name}" / "container.log").read_text()
 
 
-def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfig, k8s_api, conductor_url, agent):
+def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfig, k8s_api, conductor_url, node_agent):
     core, apps = client.CoreV1Api(k8s_api), client.AppsV1Api(k8s_api)
     key_id, key_secret = f"key-{uuid.uuid4().hex}", f"s3cr3t-{uuid.uuid4().hex}"
     ns = f"sec-{uuid.uuid4().hex[:6]}"
