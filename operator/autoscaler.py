@@ -188,10 +188,12 @@ def _rate_limit(rules: Rules, events: tuple[tuple[float, int], ...], now: float,
                 limits.append(math.floor(start * (1 - policy.value / 100.0)))
     if not limits:
         return current
-    # Max = the policy allowing the biggest change; Min = the smallest.
+    # Max = the policy allowing the biggest change; Min = the smallest. A limit never points the other
+    # way: changes made in the period by another path (activation, fallback, scale to zero) can push
+    # `start` past the current count, and a scale-up must not turn into a scale-down (nor the reverse).
     if up:
-        return max(limits) if rules.select_policy == "Max" else min(limits)
-    return min(limits) if rules.select_policy == "Max" else max(limits)
+        return max(current, max(limits) if rules.select_policy == "Max" else min(limits))
+    return min(current, min(limits) if rules.select_policy == "Max" else max(limits))
 
 
 def _prune(history: History, cfg: Config, now: float) -> History:

@@ -237,3 +237,26 @@ def test_decision_records_scale_events_for_rate_policies():
     assert d.scaled and d.history.scale_events == ((0, 4),) and d.history.last_scale_time == 0
     same = decide(cfg(), obs(1, 5, 50), d.history)
     assert not same.scaled and same.history.last_scale_time == 0
+
+
+def test_rate_policy_never_reverses_the_direction_after_a_fallback_jump():
+    c = cfg(fallback_replicas=10, scale_up=Rules(0, "Max", (Policy("Pods", 4, 60),)))
+    history, current = None, 1
+    for t in (0, 1, 2):  # three failed reads: fallback from 1 to 10 (+9 inside the 60 s period)
+        d = decide(c, obs(t, current, None), history)
+        history, current = d.history, d.desired
+    assert current == 10
+    # Reachable again and the queue asks for 15: the +9 already used the period's +4, so no more up,
+    # but never fewer than the 10 running.
+    up = decide(c, obs(3, 10, 150), history)
+    assert up.desired == 10, up.reason
+
+
+def test_scale_down_limit_is_at_most_the_current_count_after_scale_to_zero():
+    c = cfg(min_replicas=0, cooldown_seconds=0, scale_down=Rules(0, "Max", (Policy("Pods", 1, 60),)))
+    d = decide(c, obs(0, 3, 0))  # scale to zero: a -3 event inside the scale-down period
+    assert d.desired == 0
+    d = decide(c, obs(1, 0, 20), d.history)  # activation to 2
+    assert d.desired == 2
+    down = decide(c, obs(2, 2, 10), d.history)  # wants 1: the limit is at most 2, never 2 + 3 - 1
+    assert down.desired == 2, down.reason
