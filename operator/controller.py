@@ -12,6 +12,7 @@ import base64
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,10 +68,18 @@ class Observed:
 
 
 class Controller:
-    def __init__(self, kube: Kube, queues: QueueDepthSource | None = None, scraper: Scraper | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        queues: QueueDepthSource | None = None,
+        scraper: Scraper | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """clock: wall time of the autoscaler's history, and of the resync interval (tests pass a fake)."""
         self.kube = kube
         self.queues = queues or QueueDepthSource()
         self.scraper = scraper or Scraper()
+        self.clock = clock
         self._states: dict[tuple[str, str], State] = {}
         self._lock = threading.Lock()
 
@@ -134,7 +143,7 @@ class Controller:
             self.kube.apply(b.pod_disruption_budget(owner, spec))
         elif deployment is None or changed:
             self.kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name)
-        st.last_full_apply = time.monotonic()
+        st.last_full_apply = self.clock()
         m.RECONCILES.labels(owner.namespace, owner.name, "changed" if changed else "unchanged").inc()
         if changed and deployment is not None:
             self.kube.event(body, "Normal", "Updated", f"Deployment {owner.name} updated (replicas {replicas})")
@@ -150,7 +159,7 @@ class Controller:
         want = b.deployment(b.Owner.from_body(body), body["spec"], None)["metadata"]["annotations"][b.HASH_ANNOTATION]
         if (deployment["metadata"].get("annotations") or {}).get(b.HASH_ANNOTATION) != want:
             return True
-        return time.monotonic() - st.last_full_apply > FULL_RESYNC_SECONDS
+        return self.clock() - st.last_full_apply > FULL_RESYNC_SECONDS
 
     # -- entry points ----------------------------------------------------------------------------
 
@@ -180,7 +189,7 @@ class Controller:
             pods = observed.pop("pods")
             scrape = observed.pop("scrape")
             obs = Observation(
-                now=time.time(),
+                now=self.clock(),
                 current_replicas=current,
                 queue_depth=observed["depth"],
                 busy_slots=scrape.busy_slots,
