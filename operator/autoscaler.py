@@ -153,12 +153,14 @@ def _utilization_proposal(cfg: Config, obs: Observation) -> int | None:
     return math.ceil(ratio * obs.scraped_pods)
 
 
-def _stabilize(cfg: Config, recs: tuple[tuple[float, int], ...], now: float, current: int) -> int:
-    """HPA stabilizeRecommendationWithBehaviors: windows bound the change from the current count."""
+def _stabilize(cfg: Config, recs: tuple[tuple[float, int], ...], raw: int, now: float, current: int) -> int:
+    """HPA stabilizeRecommendationWithBehaviors: the lowest recommendation of the scale-up window and the
+    highest of the scale-down window (each including this one) bound the change from the current count."""
     up_cutoff = now - cfg.scale_up.stabilization_window_seconds
     down_cutoff = now - cfg.scale_down.stabilization_window_seconds
-    up = min((r for t, r in recs if t >= up_cutoff), default=current)
-    down = max((r for t, r in recs if t >= down_cutoff), default=current)
+    up = min((r for t, r in recs if t > up_cutoff), default=raw)
+    down = max((r for t, r in recs if t > down_cutoff), default=raw)
+    up, down = min(up, raw), max(down, raw)
     result = current
     if result < up:
         result = up
@@ -221,9 +223,14 @@ def _finish(desired: int, reason: str, obs: Observation, history: History, propo
 
 
 def decide(cfg: Config, obs: Observation, history: History | None = None) -> Decision:
-    """Desired replicas for one evaluation; the returned history feeds the next evaluation."""
-    history = _prune(history or History(), cfg, obs.now)
+    """Desired replicas for one evaluation; the returned history feeds the next evaluation (None: the
+    first evaluation, seeded from the current count)."""
     current = obs.current_replicas
+    if history is None:
+        # First evaluation for this object (new, or the operator restarted or failed over): as the HPA
+        # does, the current count is the first recommendation, so the scale-down window still holds.
+        history = History(recommendations=((obs.now, current),))
+    history = _prune(history, cfg, obs.now)
     if obs.queue_depth is None:
         if cfg.fallback_replicas is None:
             return _finish(current, "Conductor unreachable: keeping current replicas", obs, history, {})
@@ -268,9 +275,8 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
     if utilization is not None:
         proposals["utilization"] = utilization
     metric, raw = max(proposals.items(), key=lambda kv: kv[1])
+    stabilized = _stabilize(cfg, history.recommendations, raw, obs.now, current)
     history = replace(history, recommendations=(*history.recommendations, (obs.now, raw)))
-
-    stabilized = _stabilize(cfg, history.recommendations, obs.now, current)
     desired = stabilized
     reason = f"{metric} proposes {raw} (backlog {backlog}, busy {obs.busy_slots}/{obs.slot_capacity})"
     if desired > current:

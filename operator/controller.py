@@ -45,7 +45,7 @@ class State:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     wake: threading.Event = field(default_factory=threading.Event)
-    history: History = field(default_factory=History)
+    history: History | None = None  # None until the first evaluation, which seeds it (see decide)
     desired: int | None = None
     applied_generation: int | None = None  # the Deployment's generation after our last apply
     applied_hash: str | None = None
@@ -370,7 +370,7 @@ class Controller:
                 status["totalQueueDepth"] = sum(auto["depth"].values())
             if auto["scaled"]:
                 status["lastScaleTime"] = now
-            if st.history.last_active is not None:
+            if st.history is not None and st.history.last_active is not None:
                 status["lastActiveTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.history.last_active))
         else:
             status["lastDecisionReason"] = (

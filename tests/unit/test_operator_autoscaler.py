@@ -180,9 +180,10 @@ def test_zero_and_back():
         (40, 3, 0),
         (45, 3, 0),
     ]
-    # busy at t=5 keeps it active; down to 1 after the 10 s window; zero 20 s after the last activity;
-    # a new backlog activates at once.
-    assert run(c, series) == [10, 10, 10, 1, 1, 0, 0, 1, 1]
+    # busy at t=5 keeps it active; down to 1 once the 10 s window has passed (as in the HPA, only
+    # recommendations after the cutoff count); zero 20 s after the last activity; a new backlog
+    # activates at once.
+    assert run(c, series) == [10, 10, 1, 1, 1, 0, 0, 1, 1]
 
 
 def test_no_scale_to_zero_while_busy_or_unscrapable():
@@ -260,3 +261,15 @@ def test_scale_down_limit_is_at_most_the_current_count_after_scale_to_zero():
     assert d.desired == 2
     down = decide(c, obs(2, 2, 10), d.history)  # wants 1: the limit is at most 2, never 2 + 3 - 1
     assert down.desired == 2, down.reason
+
+
+def test_first_evaluation_seeds_the_scale_down_window_with_the_current_count():
+    """After an operator restart or fail-over the history is gone; the window must still hold."""
+    c = cfg(scale_down=Rules(300, "Max", (Policy("Percent", 100, 15),)))
+    first = decide(c, obs(1000, 6, 0), None)
+    assert first.desired == 6, first.reason
+    assert decide(c, obs(1200, 6, 0), first.history).desired == 6
+    assert decide(c, obs(1301, 6, 0), first.history).desired == 1
+    # the seed does not hold a scale-up back, nor a scale-down without a window
+    assert decide(c, obs(1000, 6, 200), None).desired == 20
+    assert decide(cfg(), obs(1000, 6, 0), None).desired == 1

@@ -1,0 +1,200 @@
+"""The Controller's steps against a fake Kubernetes API, a fake Conductor queue source and a fake scraper.
+
+Why fakes: the controller is the glue between kopf, the API server, Conductor and the pods; these tests
+pin down what it writes (children, status, Events) for each situation without any server or clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from conductor_operator import builders as b
+from conductor_operator.controller import Controller
+from conductor_operator.observe import PodMetrics, ScrapeResult
+
+NS = "shop"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeKube:
+    """The Kube methods the controller calls, over a dict of objects; records writes and Events."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str]] = []
+        self.status_patches: list[dict[str, Any]] = []
+        self.deleted: list[tuple[str, str]] = []
+        self.fail_apply: dict[str, ApiException] = {}  # kind -> error the API server answers
+        self.crds: set[str] = set()
+        self.secrets: dict[str, dict[str, str]] = {}
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        kind, meta = manifest["kind"], manifest["metadata"]
+        if kind in self.fail_apply:
+            raise self.fail_apply[kind]
+        key = (kind, meta["namespace"], meta["name"])
+        old = self.objects.get(key)
+        new = copy.deepcopy(manifest)
+        generation = (old or {}).get("metadata", {}).get("generation", 0)
+        if old is None or old.get("spec") != new.get("spec"):
+            generation += 1
+        new["metadata"]["generation"] = generation
+        new["status"] = copy.deepcopy((old or {}).get("status") or {})
+        self.objects[key] = new
+        return copy.deepcopy(new)
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        self.deleted.append((kind, name))
+        return self.objects.pop((kind, namespace, name), None) is not None
+
+    def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for (k, ns, _), o in self.objects.items() if k == kind and ns == namespace]
+
+    def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+        obj = self.objects[(kind, namespace, name)]
+        obj["metadata"].setdefault("annotations", {}).update(patch["metadata"]["annotations"])
+        return obj
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Any:
+        self.status_patches.append(copy.deepcopy(status))
+        return status
+
+    def crd_installed(self, name: str, ttl: float = 30.0) -> bool:
+        return name in self.crds
+
+    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.secrets.get(name)
+
+    def event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    # -- test helpers ----------------------------------------------------------------------------
+
+    def deployment(self, name: str = "orders") -> dict[str, Any] | None:
+        return self.objects.get(("Deployment", NS, name))
+
+    def add_pod(self, name: str, ip: str, terminating: bool = False) -> None:
+        meta: dict[str, Any] = {"name": name, "namespace": NS, "labels": b.selector_labels("orders")}
+        if terminating:
+            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        self.objects[("Pod", NS, name)] = {"metadata": meta, "status": {"phase": "Running", "podIP": ip}}
+
+
+def api_error(status: int, reason: str, message: str) -> ApiException:
+    exc = ApiException(status=status, reason=reason)
+    exc.body = json.dumps({"kind": "Status", "status": "Failure", "reason": reason, "message": message})
+    return exc
+
+
+class FakeQueues:
+    """QueueDepthSource stand-in: depths per queue key, or an error for every read."""
+
+    def __init__(self, depths: dict[str, int] | None = None) -> None:
+        self.depths_by_queue = depths or {}
+        self.error: Exception | None = None
+        self.calls = 0
+
+    def depths(self, url, queues, max_age, key_id=None, key_secret=None, now=None) -> dict[str, int]:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return {(f"{d}:{t}" if d else t): self.depths_by_queue.get(f"{d}:{t}" if d else t, 0) for t, d in queues}
+
+    def close(self) -> None:
+        pass
+
+
+class FakeScraper:
+    """Scraper stand-in: pod name -> PodMetrics, or a scrape error for the pods named in `errors`."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, PodMetrics] = {}
+        self.errors: set[str] = set()
+        self.targets: dict[str, str] = {}
+
+    def scrape(self, targets: dict[str, str]) -> ScrapeResult:
+        self.targets = dict(targets)
+        pods = {n: self.metrics[n] for n in targets if n in self.metrics and n not in self.errors}
+        errors = {n: "ConnectionError: refused" for n in targets if n not in pods}
+        return ScrapeResult(pods, errors)
+
+    def close(self) -> None:
+        pass
+
+
+def body(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None, **spec_kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "conductor": {"serverUrl": "http://conductor:8080/api"},
+        "image": "registry/workers:1",
+        "tasks": [{"name": "resize", "concurrency": 2}],
+        "replicas": 1,
+    }
+    base.update(spec or {})
+    base.update(spec_kw)
+    return {
+        "apiVersion": f"{b.GROUP}/{b.VERSION}",
+        "kind": b.KIND,
+        "metadata": {"name": "orders", "namespace": NS, "uid": "uid-1", "generation": 1},
+        "spec": base,
+        "status": status or {},
+    }
+
+
+def autoscaling(**kw: Any) -> dict[str, Any]:
+    return {"enabled": True, "minReplicas": 1, "maxReplicas": 20, "targetQueueDepthPerReplica": 10, **kw}
+
+
+@pytest.fixture
+def world():
+    kube, queues, scraper, clock = FakeKube(), FakeQueues(), FakeScraper(), FakeClock()
+    return kube, queues, scraper, clock, Controller(kube, queues, scraper, clock=clock)
+
+
+def last_status(kube: FakeKube) -> dict[str, Any]:
+    assert kube.status_patches, "no status written"
+    return kube.status_patches[-1]
+
+
+def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+
+def test_reconcile_applies_the_children_and_writes_status(world):
+    kube, _, _, _, ctl = world
+    ctl.reconcile(body(replicas=3))
+    assert kube.deployment()["spec"]["replicas"] == 3
+    assert ("Service", NS, "orders") in kube.objects and ("PodDisruptionBudget", NS, "orders") in kube.objects
+    status = last_status(kube)
+    assert status["desiredReplicas"] == 3 and cond(status, "Degraded")["status"] == "False"
+
+
+def test_restart_keeps_the_scale_down_window(world):
+    """A new Controller (operator restart, peering fail-over) finds 6 replicas and no backlog: the default
+    300 s scale-down window holds them, as the HPA seeds its window from the current count."""
+    kube, _, _, clock, ctl = world
+    spec = body(autoscaling=autoscaling())
+    kube.apply(b.deployment(b.Owner("orders", NS, "uid-1"), spec["spec"], 6))
+    ctl.autoscale(spec)
+    assert kube.deployment()["spec"]["replicas"] == 6, last_status(kube)["lastDecisionReason"]
+    clock.now += 301
+    ctl.autoscale(spec)
+    assert kube.deployment()["spec"]["replicas"] == 1
