@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -11,26 +10,47 @@ from requests.adapters import HTTPAdapter
 
 from worker_runtime.auth import TokenAuth
 
+# Failures of the network or the server's connection: trying again can help.
+_TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
 
 class ConductorError(Exception):
-    """A request failed; `retryable` says whether trying again can help (5xx, 429, network)."""
+    """A request failed. `retryable` says whether trying again can help; `kind` names the failure
+    for metrics: `ConnectionError` (network), `HTTP<status>`, `MalformedReply`, or, for an error
+    of the client itself (a body it cannot encode, a bad URL), the exception's class name."""
 
-    def __init__(self, message: str, status: int | None = None, body: str = "") -> None:
+    def __init__(
+        self, message: str, status: int | None = None, body: str = "", client_error: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        self.client_error = client_error
 
     @property
     def retryable(self) -> bool:
-        """The server's own verdict when its error body carries one (Conductor sends `retryable`,
-        e.g. false for a payload it cannot parse even on HTTP 500), else by status."""
-        try:
-            verdict = json.loads(self.body).get("retryable") if self.body.startswith("{") else None
-        except (ValueError, AttributeError):
-            verdict = None
-        if isinstance(verdict, bool):
-            return verdict
-        return self.status is None or self.status >= 500 or self.status in (408, 429)
+        """By status only: Conductor 3.21 answers `retryable: false` on HTTP 500 for any error that is
+        not its own TransientException (a Redis outage included), so the body's verdict is not trusted.
+        A 5xx, 408, 429, a network failure or a malformed reply is retried; a 4xx refusal or an error
+        of the client itself is not."""
+        if self.client_error:
+            return False
+        if self.status is None or self.status < 400:
+            return True
+        return self.status >= 500 or self.status in (408, 429)
+
+    @property
+    def kind(self) -> str:
+        if self.client_error:
+            return self.client_error
+        if self.status is None:
+            return "ConnectionError"
+        return f"HTTP{self.status}" if self.status >= 400 else "MalformedReply"
 
 
 class ConductorClient:
@@ -77,8 +97,15 @@ class ConductorClient:
                 resp = self.session.request(
                     method, url, headers=headers, timeout=(self.timeout[0], read_timeout), **kwargs
                 )
-            except requests.RequestException as exc:
+            except _TRANSPORT_ERRORS as exc:
                 raise ConductorError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+            except requests.HTTPError as exc:  # the auth token request answered an error status
+                status = exc.response.status_code if exc.response is not None else None
+                raise ConductorError(f"{method} {path}: {exc}", status) from exc
+            except Exception as exc:  # the client's own failure (e.g. a body JSON cannot hold): not the network
+                raise ConductorError(
+                    f"{method} {path}: {type(exc).__name__}: {exc}", client_error=type(exc).__name__
+                ) from exc
             if resp.status_code in (401, 403) and self.auth and attempt == 1:
                 self.auth.invalidate()  # expired or revoked token: get a new one, try once more
                 continue

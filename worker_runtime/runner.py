@@ -176,7 +176,7 @@ class TaskRunner:
                 tasks = self.client.poll_batch(self.name, s.worker_id, count, timeout_ms, s.domain)
             except ConductorError as exc:
                 self.server_ok = False
-                self.metrics.poll_error.labels(taskType=self.name, exception=_kind(exc)).inc()
+                self.metrics.poll_error.labels(taskType=self.name, exception=exc.kind).inc()
                 delay = error_backoff.next_delay()
                 log.warning("poll %s failed (%s); retrying in %.1fs", self.name, exc, delay)
                 self._stopping.wait(delay)
@@ -261,7 +261,7 @@ class TaskRunner:
                 self.server_ok = True
                 return
             except ConductorError as exc:
-                self.metrics.update_error.labels(taskType=self.name, exception=_kind(exc)).inc()
+                self.metrics.update_error.labels(taskType=self.name, exception=exc.kind).inc()
                 if exc.retryable:
                     self.server_ok = False  # readiness reports the outage even when every slot is busy
                 if not exc.retryable:
@@ -301,10 +301,6 @@ async def _with_context(ctx: context.TaskContext, coro: Any) -> Any:
         return await coro
     finally:
         context.deactivate(token)
-
-
-def _kind(exc: ConductorError) -> str:
-    return f"HTTP{exc.status}" if exc.status else "ConnectionError"
 
 
 class TaskHandler:

@@ -78,22 +78,3 @@ def test_token_expiry_reads_the_jwt_exp_claim_or_falls_back():
     claims = base64.urlsafe_b64encode(json.dumps({"exp": 2_000_000_000}).encode()).decode().rstrip("=")
     assert token_expiry(f"h.{claims}.s", now=0) == 2_000_000_000
     assert token_expiry("opaque-token", now=100) == 100 + DEFAULT_TTL
-
-
-@pytest.mark.parametrize(
-    ("status", "body", "retryable"),
-    [
-        (None, "", True),  # connection error
-        (503, "", True),
-        (429, "", True),
-        (400, '{"message":"bad"}', False),
-        (404, "", False),
-        (500, '{"status":500,"message":"JSON parse error","retryable":false}', False),
-        (500, '{"status":500,"message":"db down","retryable":true}', True),
-        (500, "<html>oops</html>", True),
-    ],
-)
-def test_retryable_follows_the_servers_verdict_then_the_status(status, body, retryable):
-    from worker_runtime.client import ConductorError
-
-    assert ConductorError("x", status, body).retryable is retryable
