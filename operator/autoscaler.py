@@ -14,7 +14,7 @@ relearning). The algorithm follows the HPA controller (pkg/controller/podautosca
 
 Beyond HPA (KEDA-like): scale to zero when minReplicas is 0 and neither a backlog nor a busy slot was
 seen for `cooldownSeconds`; activation from zero as soon as the backlog exceeds `activationQueueDepth`;
-`fallbackReplicas` while Conductor is unreachable. Last, never below the busy pods we can see (the
+`fallbackReplicas` after `fallback.failureThreshold` failed queue-depth reads in a row. Last, never below the busy pods we can see (the
 operator also marks idle pods as cheaper to delete, so the ReplicaSet removes those first).
 """
 
@@ -58,6 +58,7 @@ class Config:
     activation_queue_depth: int = 0
     cooldown_seconds: float = 300
     fallback_replicas: int | None = None
+    fallback_failure_threshold: int = 3  # consecutive failed queue-depth reads before the fallback
     tolerance: float = DEFAULT_TOLERANCE
     scale_up: Rules = DEFAULT_SCALE_UP
     scale_down: Rules = DEFAULT_SCALE_DOWN
@@ -85,6 +86,7 @@ class History:
     scale_events: tuple[tuple[float, int], ...] = ()  # (time, replica change) for rate policies
     last_active: float | None = None  # last time a backlog or a busy slot was seen
     last_scale_time: float | None = None
+    failures: int = 0  # consecutive evaluations without a queue depth
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def config_from_spec(autoscaling: dict[str, Any]) -> Config:
         activation_queue_depth=int(a.get("activationQueueDepth") or 0),
         cooldown_seconds=float(a.get("cooldownSeconds", 300)),
         fallback_replicas=None if fallback is None else int(fallback),
+        fallback_failure_threshold=max(1, int((a.get("fallback") or {}).get("failureThreshold") or 3)),
         tolerance=float(a.get("tolerance") or DEFAULT_TOLERANCE),
         scale_up=_rules(a.get("scaleUp"), DEFAULT_SCALE_UP),
         scale_down=_rules(a.get("scaleDown"), DEFAULT_SCALE_DOWN),
@@ -232,15 +235,21 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
         history = History(recommendations=((obs.now, current),))
     history = _prune(history, cfg, obs.now)
     if obs.queue_depth is None:
+        # KEDA-like: one failed read is often a blip; fall back only after `failureThreshold` in a row.
+        # The fallback count is recorded as a recommendation, so leaving the fallback goes through the
+        # stabilization windows (and the rate policies) like any other change.
+        failures = history.failures + 1
+        history = replace(history, failures=failures)
+        unreachable = f"Conductor unreachable ({failures} failed read{'s' if failures > 1 else ''})"
         if cfg.fallback_replicas is None:
-            return _finish(current, "Conductor unreachable: keeping current replicas", obs, history, {})
-        return _finish(
-            cfg.fallback_replicas,
-            f"Conductor unreachable: fallback to {cfg.fallback_replicas}",
-            obs,
-            history,
-            {},
-        )
+            return _finish(current, f"{unreachable}: keeping current replicas", obs, history, {})
+        if failures < cfg.fallback_failure_threshold:
+            reason = f"{unreachable}: keeping current replicas until {cfg.fallback_failure_threshold} failures"
+            return _finish(current, reason, obs, history, {})
+        history = replace(history, recommendations=(*history.recommendations, (obs.now, cfg.fallback_replicas)))
+        return _finish(cfg.fallback_replicas, f"{unreachable}: fallback to {cfg.fallback_replicas}", obs, history, {})
+    if history.failures:
+        history = replace(history, failures=0)
 
     backlog = sum(obs.queue_depth.values())
     active = backlog > 0 or obs.busy_slots > 0 or obs.busy_pods > 0

@@ -75,7 +75,13 @@ def obs(now: float, current: int, backlog: int | None, **kw) -> Observation:
             obs(0, 4, 0, busy_slots=1, slot_capacity=4, scraped_pods=1),
             4,
         ),
-        ("fallback when Conductor unreachable", cfg(fallback_replicas=3), obs(0, 7, None), 3),
+        (
+            "fallback when Conductor unreachable",
+            cfg(fallback_replicas=3, fallback_failure_threshold=1),
+            obs(0, 7, None),
+            3,
+        ),
+        ("one failed read is not yet a fallback", cfg(fallback_replicas=3), obs(0, 7, None), 7),
         ("unreachable without fallback keeps current", cfg(), obs(0, 7, None), 7),
         ("busy workers protected", cfg(), obs(0, 5, 0, busy_pods=4, busy_slots=4, slot_capacity=20, scraped_pods=5), 4),
         ("busy protection never scales up", cfg(max_replicas=2), obs(0, 2, 0, busy_pods=3, busy_slots=3), 2),
@@ -194,7 +200,7 @@ def test_no_scale_to_zero_while_busy_or_unscrapable():
 
 
 def test_fallback_is_still_above_busy_pods():
-    d = decide(cfg(fallback_replicas=1), obs(0, 5, None, busy_pods=3))
+    d = decide(cfg(fallback_replicas=1, fallback_failure_threshold=1), obs(0, 5, None, busy_pods=3))
     assert d.desired == 3 and "busy" in d.reason
 
 
@@ -273,3 +279,30 @@ def test_first_evaluation_seeds_the_scale_down_window_with_the_current_count():
     # the seed does not hold a scale-up back, nor a scale-down without a window
     assert decide(c, obs(1000, 6, 200), None).desired == 20
     assert decide(cfg(), obs(1000, 6, 0), None).desired == 1
+
+
+def test_fallback_only_after_the_failure_threshold_in_a_row():
+    c = cfg(fallback_replicas=8, fallback_failure_threshold=3)
+    d1 = decide(c, obs(0, 2, None))
+    d2 = decide(c, obs(5, 2, None), d1.history)
+    assert (d1.desired, d2.desired) == (2, 2), d2.reason
+    ok = decide(c, obs(10, 2, 20), d2.history)  # a good read resets the count
+    d3 = decide(c, obs(15, 2, None), ok.history)
+    d4 = decide(c, obs(20, 2, None), d3.history)
+    assert (d3.desired, d4.desired) == (2, 2)
+    d5 = decide(c, obs(25, 2, None), d4.history)
+    assert d5.desired == 8 and "3 failed reads" in d5.reason, d5.reason
+    assert config_from_spec({"fallback": {"failureThreshold": 5}}).fallback_failure_threshold == 5
+    assert config_from_spec({}).fallback_failure_threshold == 3
+
+
+def test_leaving_the_fallback_respects_the_scale_down_window():
+    c = cfg(
+        fallback_replicas=10, fallback_failure_threshold=1, scale_down=Rules(60, "Max", (Policy("Percent", 100, 15),))
+    )
+    d = decide(c, obs(0, 2, 20), History())
+    d = decide(c, obs(5, 2, None), d.history)
+    assert d.desired == 10
+    back = decide(c, obs(10, 10, 0), d.history)  # reachable, empty queue: the window holds the 10
+    assert back.desired == 10, back.reason
+    assert decide(c, obs(66, 10, 0), back.history).desired == 1
