@@ -142,18 +142,26 @@ def _queue_proposal(cfg: Config, backlog: int, current: int) -> int:
 
 
 def _utilization_proposal(cfg: Config, obs: Observation) -> int | None:
-    """Utilization target over the pods that reported; None when no pod reported capacity."""
+    """Utilization target over the pods that reported; None when no pod reported capacity.
+
+    The HPA's missing-metrics rule: pods without metrics (starting, or not answering) count as at the
+    target when the scraped pods say "down" and as idle when they say "up"; if that turns the direction
+    around, or lands within the tolerance, the current count stays. So a few scraped pods never propose
+    fewer replicas while they are over the target (nor more while under it).
+    """
     if obs.slot_capacity <= 0 or obs.scraped_pods <= 0:
         return None
     ratio = (obs.busy_slots / obs.slot_capacity) / cfg.target_utilization
     if abs(ratio - 1.0) <= cfg.tolerance:
         return obs.current_replicas
     missing = max(0, obs.current_replicas - obs.scraped_pods)
-    if ratio < 1.0:
-        # As the HPA does, pods without metrics count as at target when scaling down (they may be
-        # starting) and as idle when scaling up.
-        return math.ceil(ratio * obs.scraped_pods + missing)
-    return math.ceil(ratio * obs.scraped_pods)
+    if missing == 0:
+        return math.ceil(ratio * obs.scraped_pods)
+    pods = obs.scraped_pods + missing
+    new_ratio = (ratio * obs.scraped_pods + (missing if ratio < 1.0 else 0)) / pods
+    if abs(new_ratio - 1.0) <= cfg.tolerance or (ratio < 1.0) != (new_ratio < 1.0):
+        return obs.current_replicas
+    return math.ceil(new_ratio * pods)
 
 
 def _stabilize(cfg: Config, recs: tuple[tuple[float, int], ...], raw: int, now: float, current: int) -> int:

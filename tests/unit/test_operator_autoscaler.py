@@ -76,6 +76,18 @@ def obs(now: float, current: int, backlog: int | None, **kw) -> Observation:
             4,
         ),
         (
+            "missing pods never turn a scale-up into a scale-down",
+            cfg(target_utilization=0.5),
+            obs(0, 10, 0, busy_slots=6, slot_capacity=8, scraped_pods=2),
+            10,
+        ),
+        (
+            "missing pods counted idle when the scraped pods say up",
+            cfg(target_utilization=0.5),
+            obs(0, 4, 0, busy_slots=16, slot_capacity=16, scraped_pods=3),
+            6,
+        ),
+        (
             "fallback when Conductor unreachable",
             cfg(fallback_replicas=3, fallback_failure_threshold=1),
             obs(0, 7, None),
