@@ -22,7 +22,7 @@ from conductor_operator import builders as b
 from conductor_operator import opmetrics as m
 from conductor_operator.autoscaler import History, Observation, config_from_spec, decide
 from conductor_operator.kube import Kube, now_iso
-from conductor_operator.observe import QueueDepthSource, Scraper, pod_targets
+from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets
 from conductor_operator.status import (
     SERVICE_MONITOR_CRD,
     condition,
@@ -36,6 +36,18 @@ from worker_runtime.client import ConductorError
 
 log = logging.getLogger(__name__)
 FULL_RESYNC_SECONDS = 60.0
+
+
+def serving(scrape: ScrapeResult, pods: list[dict[str, Any]]) -> ScrapeResult:
+    """The scrape without Terminating pods: they are leaving (the HPA ignores deleted pods too), so their
+    slots must not count for utilization, busy pods or scale to zero. Busy protection still sees them."""
+    leaving = {p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")}
+    if not leaving:
+        return scrape
+    return ScrapeResult(
+        {n: m for n, m in scrape.pods.items() if n not in leaving},
+        {n: e for n, e in scrape.errors.items() if n not in leaving},
+    )
 
 
 @dataclass
@@ -188,15 +200,16 @@ class Controller:
             current = st.desired if st.desired is not None else int(deployment["spec"].get("replicas") or 0)
             pods = observed.pop("pods")
             scrape = observed.pop("scrape")
+            fleet = serving(scrape, pods)
             obs = Observation(
                 now=self.clock(),
                 current_replicas=current,
                 queue_depth=observed["depth"],
-                busy_slots=scrape.busy_slots,
-                slot_capacity=scrape.slot_capacity,
-                busy_pods=len(scrape.busy_pods),
-                scraped_pods=len(scrape.pods),
-                scrape_errors=len(scrape.errors),
+                busy_slots=fleet.busy_slots,
+                slot_capacity=fleet.slot_capacity,
+                busy_pods=len(fleet.busy_pods),
+                scraped_pods=len(fleet.pods),
+                scrape_errors=len(fleet.errors),
             )
             decision = decide(cfg, obs, st.history)
             st.history = decision.history
@@ -213,8 +226,8 @@ class Controller:
                 log.info("%s/%s scaled %s -> %s: %s", ns, name, current, decision.desired, decision.reason)
             m.DECISIONS.labels(ns, name, direction).inc()
             m.DESIRED.labels(ns, name).set(decision.desired)
-            m.BUSY.labels(ns, name).set(scrape.busy_slots)
-            m.CAPACITY.labels(ns, name).set(scrape.slot_capacity)
+            m.BUSY.labels(ns, name).set(fleet.busy_slots)
+            m.CAPACITY.labels(ns, name).set(fleet.slot_capacity)
             for queue, depth in (observed["depth"] or {}).items():
                 m.QUEUE_DEPTH.labels(ns, name, queue).set(depth)
             if scrape.errors:
@@ -222,8 +235,8 @@ class Controller:
             auto = {
                 "depth": observed["depth"],
                 "error": observed["error"],
-                "busy": scrape.busy_slots,
-                "capacity": scrape.slot_capacity,
+                "busy": fleet.busy_slots,
+                "capacity": fleet.slot_capacity,
                 "reason": decision.reason,
                 "scaled": decision.scaled,
             }

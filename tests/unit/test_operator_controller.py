@@ -198,3 +198,22 @@ def test_restart_keeps_the_scale_down_window(world):
     clock.now += 301
     ctl.autoscale(spec)
     assert kube.deployment()["spec"]["replicas"] == 1
+
+
+def test_terminating_pods_do_not_count_for_utilization(world):
+    """Two serving pods at 25 % together (target 50 %) and a Terminating pod still draining 4 busy slots:
+    the fleet goes down to 1; counted, the leaving pod would hold it at 2 (50 %, and a second busy pod)."""
+    kube, _, scraper, _, ctl = world
+    spec = body(autoscaling=autoscaling(targetUtilization=50, scaleDown={"stabilizationWindowSeconds": 0}))
+    kube.apply(b.deployment(b.Owner("orders", NS, "uid-1"), spec["spec"], 2))
+    for name, ip, busy, leaving in (
+        ("a", "10.0.0.1", 0, False),
+        ("b", "10.0.0.2", 2, False),
+        ("c", "10.0.0.3", 4, True),
+    ):
+        kube.add_pod(name, ip, terminating=leaving)
+        scraper.metrics[name] = PodMetrics(busy_slots=busy, slot_capacity=4)
+    ctl.autoscale(spec)
+    assert kube.deployment()["spec"]["replicas"] == 1, last_status(kube)["lastDecisionReason"]
+    assert last_status(kube)["utilization"] == "25%"
+    assert "c" in scraper.targets  # still scraped: busy protection sees a draining pod
