@@ -76,6 +76,8 @@ class Observation:
     busy_pods: int = 0  # pods with at least one busy slot
     scraped_pods: int = 0  # pods whose /metrics answered
     scrape_errors: int = 0  # pods with an address whose /metrics did not answer
+    # queue key -> the most pods that can get work of it (task definition limits; absent: no limit)
+    task_caps: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,20 @@ def _queue_proposal(cfg: Config, backlog: int, current: int) -> int:
         if abs(ratio - 1.0) <= cfg.tolerance:
             return current
     return math.ceil(backlog / cfg.target_queue_depth_per_replica)
+
+
+def _workable(cfg: Config, obs: Observation) -> tuple[int, int | None]:
+    """(backlog the workers can take, fleet cap). A capped queue counts at most what its capped pods
+    can take at the target depth; tasks over the limit stay queued whatever the replica count. The whole
+    fleet is capped only when every queue is (a pod serves all task types)."""
+    depth = obs.queue_depth or {}
+    caps = obs.task_caps
+    workable = 0
+    for queue, waiting in depth.items():
+        cap = caps.get(queue)
+        workable += waiting if cap is None else min(waiting, math.ceil(cap * cfg.target_queue_depth_per_replica))
+    fleet_cap = max(caps[q] for q in depth) if depth and all(q in caps for q in depth) else None
+    return workable, fleet_cap
 
 
 def _utilization_proposal(cfg: Config, obs: Observation) -> int | None:
@@ -264,10 +280,12 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
     if active or history.last_active is None:
         history = replace(history, last_active=obs.now)
 
+    workable, fleet_cap = _workable(cfg, obs)
     if current == 0:
         if backlog > cfg.activation_queue_depth:
             # Activation: skip the windows (nothing to stabilize at zero), honour the upper clamp.
-            wanted = max(1, cfg.min_replicas, _queue_proposal(cfg, backlog, 0))
+            proposal = _queue_proposal(cfg, workable, 0)
+            wanted = max(1, cfg.min_replicas, proposal if fleet_cap is None else min(proposal, fleet_cap))
             desired = min(wanted, cfg.max_replicas)
             history = replace(history, recommendations=((obs.now, desired),))
             reason = f"activated: backlog {backlog} > activation threshold {cfg.activation_queue_depth}"
@@ -287,15 +305,19 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
         history = replace(history, recommendations=((obs.now, 0),))
         return _finish(0, f"scaled to zero: no backlog and no busy slot for {idle_for:.0f}s", obs, history, {})
 
-    proposals = {"queue": _queue_proposal(cfg, backlog, current)}
+    proposals = {"queue": _queue_proposal(cfg, workable, current)}
     utilization = _utilization_proposal(cfg, obs)
     if utilization is not None:
         proposals["utilization"] = utilization
     metric, raw = max(proposals.items(), key=lambda kv: kv[1])
+    capped = ""
+    if fleet_cap is not None and raw > fleet_cap:
+        raw, capped = fleet_cap, f"; capped to {fleet_cap} by the task definitions' limits"
     stabilized = _stabilize(cfg, history.recommendations, raw, obs.now, current)
     history = replace(history, recommendations=(*history.recommendations, (obs.now, raw)))
     desired = stabilized
-    reason = f"{metric} proposes {raw} (backlog {backlog}, busy {obs.busy_slots}/{obs.slot_capacity})"
+    limited = f", {workable} workable under the task definitions' limits" if workable < backlog else ""
+    reason = f"{metric} proposes {raw} (backlog {backlog}{limited}, busy {obs.busy_slots}/{obs.slot_capacity}){capped}"
     if desired > current:
         limit = _rate_limit(cfg.scale_up, history.scale_events, obs.now, current, up=True)
         if desired > limit:

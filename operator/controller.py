@@ -32,6 +32,7 @@ from conductor_operator.status import (
     spec_problems,
     utilization_text,
 )
+from conductor_operator.taskdefs import TaskDefSource, pod_caps
 from worker_runtime.client import ConductorError
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,13 @@ class Controller:
         queues: QueueDepthSource | None = None,
         scraper: Scraper | None = None,
         clock: Callable[[], float] = time.time,
+        taskdefs: TaskDefSource | None = None,
     ) -> None:
         """clock: wall time of the autoscaler's history, and of the resync interval (tests pass a fake)."""
         self.kube = kube
         self.queues = queues or QueueDepthSource()
         self.scraper = scraper or Scraper()
+        self.taskdefs = taskdefs or TaskDefSource()
         self.clock = clock
         self._states: dict[tuple[str, str], State] = {}
         self._lock = threading.Lock()
@@ -200,6 +203,7 @@ class Controller:
             current = st.desired if st.desired is not None else int(deployment["spec"].get("replicas") or 0)
             pods = observed.pop("pods")
             scrape = observed.pop("scrape")
+            caps = observed.pop("caps")
             fleet = serving(scrape, pods)
             obs = Observation(
                 now=self.clock(),
@@ -210,6 +214,7 @@ class Controller:
                 busy_pods=len(fleet.busy_pods),
                 scraped_pods=len(fleet.pods),
                 scrape_errors=len(fleet.errors),
+                task_caps=caps,
             )
             decision = decide(cfg, obs, st.history)
             st.history = decision.history
@@ -250,6 +255,7 @@ class Controller:
         conductor = spec.get("conductor") or {}
         queues = [(t["name"], t.get("domain") or None) for t in spec.get("tasks") or []]
         depth: dict[str, int] | None = None
+        caps: dict[str, int] = {}
         error = ""
         try:
             key_id, key_secret = self._credentials(spec, ns)
@@ -258,9 +264,15 @@ class Controller:
             error = f"{type(exc).__name__}: {exc}"[:300]
             m.CONDUCTOR_ERRORS.labels(ns, name).inc()
             log.warning("%s/%s: queue depth unavailable: %s", ns, name, error)
+        else:
+            try:  # limits only cap; without them the queue depth still scales the fleet
+                limits = self.taskdefs.limits(conductor["serverUrl"], [q for q, _ in queues], key_id, key_secret)
+                caps = pod_caps(spec.get("tasks") or [], limits)
+            except (ConductorError, requests.RequestException, ValueError) as exc:
+                log.info("%s/%s: task definitions unavailable: %s", ns, name, exc)
         pods = self.kube.list("v1", "Pod", ns, b.selector_string(name))
         scrape = self.scraper.scrape(pod_targets(pods, b.metrics_port(spec)))
-        return {"depth": depth, "error": error, "pods": pods, "scrape": scrape}
+        return {"depth": depth, "caps": caps, "error": error, "pods": pods, "scrape": scrape}
 
     def _credentials(self, spec: dict[str, Any], namespace: str) -> tuple[str | None, str | None]:
         ref = (spec.get("conductor") or {}).get("authSecretRef")

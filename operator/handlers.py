@@ -84,6 +84,7 @@ def cleanup(**_: Any) -> None:
     if _controller is not None:
         _controller.scraper.close()
         _controller.queues.close()
+        _controller.taskdefs.close()
 
 
 @kopf.on.create(b.GROUP, b.VERSION, b.PLURAL)

@@ -318,3 +318,22 @@ def test_leaving_the_fallback_respects_the_scale_down_window():
     back = decide(c, obs(10, 10, 0), d.history)  # reachable, empty queue: the window holds the 10
     assert back.desired == 10, back.reason
     assert decide(c, obs(66, 10, 0), back.history).desired == 1
+
+
+def test_task_definition_limits_cap_the_replicas_that_can_get_work():
+    # 500 waiting, but the definition lets 6 run at once and a pod has 2 slots: 3 pods can get work.
+    capped = obs(0, 1, 500, task_caps={"task": 3})
+    d = decide(cfg(), capped)
+    assert d.desired == 3 and "task definitions' limits" in d.reason, d.reason
+    # busy pods at the limit propose more by utilization; still capped
+    busy = obs(0, 3, 500, busy_slots=6, slot_capacity=6, scraped_pods=3, task_caps={"task": 3})
+    assert decide(cfg(target_utilization=0.5), busy).desired == 3
+    # activation from zero is capped too, and min_replicas still wins over the cap
+    assert decide(cfg(min_replicas=0), obs(0, 0, 500, task_caps={"task": 2})).desired == 2
+    assert decide(cfg(min_replicas=4), capped).desired == 4
+
+
+def test_an_unlimited_task_type_is_not_capped_by_a_limited_one():
+    o = Observation(now=0, current_replicas=1, queue_depth={"limited": 500, "free": 100}, task_caps={"limited": 2})
+    d = decide(cfg(), o)
+    assert d.desired == 12, d.reason  # (2 pods x 10 of 'limited' + 100 of 'free') / 10

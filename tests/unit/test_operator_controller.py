@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from conductor_operator import builders as b
 from conductor_operator.controller import Controller
 from conductor_operator.observe import PodMetrics, ScrapeResult
+from conductor_operator.taskdefs import TaskLimits
 
 NS = "shop"
 
@@ -138,6 +139,19 @@ class FakeScraper:
         pass
 
 
+class FakeTaskDefs:
+    """TaskDefSource stand-in: limits per task name."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, TaskLimits] = {}
+
+    def limits(self, url, names, key_id=None, key_secret=None) -> dict[str, TaskLimits]:
+        return {n: self.by_name.get(n, TaskLimits()) for n in names}
+
+    def close(self) -> None:
+        pass
+
+
 def body(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None, **spec_kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "conductor": {"serverUrl": "http://conductor:8080/api"},
@@ -163,7 +177,7 @@ def autoscaling(**kw: Any) -> dict[str, Any]:
 @pytest.fixture
 def world():
     kube, queues, scraper, clock = FakeKube(), FakeQueues(), FakeScraper(), FakeClock()
-    return kube, queues, scraper, clock, Controller(kube, queues, scraper, clock=clock)
+    return kube, queues, scraper, clock, Controller(kube, queues, scraper, clock=clock, taskdefs=FakeTaskDefs())
 
 
 def last_status(kube: FakeKube) -> dict[str, Any]:
@@ -217,3 +231,12 @@ def test_terminating_pods_do_not_count_for_utilization(world):
     assert kube.deployment()["spec"]["replicas"] == 1, last_status(kube)["lastDecisionReason"]
     assert last_status(kube)["utilization"] == "25%"
     assert "c" in scraper.targets  # still scraped: busy protection sees a draining pod
+
+
+def test_task_definition_limits_cap_the_fleet(world):
+    """concurrentExecLimit 6 with 2 slots a pod: 500 waiting tasks still need only 3 pods."""
+    kube, queues, _, _, ctl = world
+    ctl.taskdefs.by_name["resize"] = TaskLimits(concurrent_exec_limit=6)
+    queues.depths_by_queue["resize"] = 500
+    ctl.autoscale(body(autoscaling=autoscaling()))
+    assert kube.deployment()["spec"]["replicas"] == 3, last_status(kube)["lastDecisionReason"]
