@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from kubernetes.client.exceptions import ApiException
 
 from conductor_operator import builders as b
 from conductor_operator import opmetrics as m
@@ -25,6 +26,8 @@ from conductor_operator.kube import Kube, now_iso
 from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets
 from conductor_operator.status import (
     SERVICE_MONITOR_CRD,
+    Problem,
+    child_failure,
     condition,
     deployment_problems,
     ready_condition_args,
@@ -64,6 +67,7 @@ class State:
     applied_hash: str | None = None
     last_full_apply: float = 0.0
     problems: tuple[str, ...] = ()
+    apply_problems: tuple[Problem, ...] = ()  # children the API server refused at the last apply
     reachable: bool | None = None
     last_status: dict[str, Any] = field(default_factory=dict)
     last_auto: dict[str, Any] | None = None  # the last autoscaler evaluation, for status writes between them
@@ -135,31 +139,76 @@ class Controller:
         ref = (spec.get("conductor") or {}).get("authSecretRef")
         return self.kube.secret_data(namespace, ref["name"]) if ref else None
 
-    def apply_children(self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> dict[str, Any]:
-        """Apply Deployment, Service, ServiceMonitor and PDB; returns the applied Deployment."""
+    def _child(self, failures: list[Problem], verb: str, kind: str, name: str, call: Callable[[], Any]) -> Any:
+        """One write of a child; an API refusal becomes a Problem (Degraded + Warning Event) instead of
+        stopping the other children. Returns None when it failed."""
+        try:
+            return call()
+        except ApiException as exc:
+            failures.append(child_failure(verb, kind, name, exc))
+            log.warning("%s %s %s failed: %s", verb, kind, name, failures[-1].message)
+            return None
+
+    def apply_children(
+        self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Apply Deployment, Service, ServiceMonitor and PDB; returns the applied Deployment (the one
+        read before, when its apply failed)."""
         owner = b.Owner.from_body(body)
         spec = body["spec"]
+        failures: list[Problem] = []
         replicas = self._replicas(spec, st, deployment)
         dep_manifest = b.deployment(owner, spec, replicas)
-        applied = self.kube.apply(dep_manifest)
-        changed = deployment is None or applied["metadata"].get("generation") != deployment["metadata"].get(
-            "generation"
-        )
-        st.applied_generation = applied["metadata"].get("generation")
-        st.applied_hash = dep_manifest["metadata"]["annotations"][b.HASH_ANNOTATION]
-        self.kube.apply(b.service(owner, spec))
+        applied = self._child(failures, "apply", "Deployment", owner.name, lambda: self.kube.apply(dep_manifest))
+        if applied is None:
+            changed = False
+            st.applied_generation = None  # applied again at the next step
+        else:
+            changed = deployment is None or applied["metadata"].get("generation") != deployment["metadata"].get(
+                "generation"
+            )
+            st.applied_generation = applied["metadata"].get("generation")
+            st.applied_hash = dep_manifest["metadata"]["annotations"][b.HASH_ANNOTATION]
+        self._child(failures, "apply", "Service", owner.name, lambda: self.kube.apply(b.service(owner, spec)))
         sm_crd = self.kube.crd_installed(SERVICE_MONITOR_CRD)
         if sm_crd:
             if b.service_monitor_wanted(spec):
-                self.kube.apply(b.service_monitor(owner, spec))
+                self._child(
+                    failures,
+                    "apply",
+                    "ServiceMonitor",
+                    owner.name,
+                    lambda: self.kube.apply(b.service_monitor(owner, spec)),
+                )
             else:
-                self.kube.delete("monitoring.coreos.com/v1", "ServiceMonitor", owner.namespace, owner.name)
+                self._child(
+                    failures,
+                    "delete",
+                    "ServiceMonitor",
+                    owner.name,
+                    lambda: self.kube.delete("monitoring.coreos.com/v1", "ServiceMonitor", owner.namespace, owner.name),
+                )
         if b.pdb_wanted(spec, replicas):
-            self.kube.apply(b.pod_disruption_budget(owner, spec))
+            self._child(
+                failures,
+                "apply",
+                "PodDisruptionBudget",
+                owner.name,
+                lambda: self.kube.apply(b.pod_disruption_budget(owner, spec)),
+            )
         elif deployment is None or changed:
-            self.kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name)
+            self._child(
+                failures,
+                "delete",
+                "PodDisruptionBudget",
+                owner.name,
+                lambda: self.kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name),
+            )
+        st.apply_problems = tuple(failures)
         st.last_full_apply = self.clock()
         m.RECONCILES.labels(owner.namespace, owner.name, "changed" if changed else "unchanged").inc()
+        if applied is None:
+            return deployment
         if changed and deployment is not None:
             self.kube.event(body, "Normal", "Updated", f"Deployment {owner.name} updated (replicas {replicas})")
         elif deployment is None:
@@ -316,9 +365,11 @@ class Controller:
         elif auto is not None:
             st.last_auto = auto
         now = now_iso()
-        problems = spec_problems(
-            spec, self._secret(spec, ns), self.kube.crd_installed(SERVICE_MONITOR_CRD)
-        ) + deployment_problems(deployment)
+        problems = (
+            spec_problems(spec, self._secret(spec, ns), self.kube.crd_installed(SERVICE_MONITOR_CRD))
+            + list(st.apply_problems)
+            + deployment_problems(deployment)
+        )
         keys = tuple(p.reason for p in problems)
         if keys != st.problems:
             for p in problems:

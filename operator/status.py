@@ -6,6 +6,7 @@ it pure lets the unit tests pin it down.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,25 @@ def spec_problems(
             )
         )
     return problems
+
+
+def child_failure(verb: str, kind: str, name: str, exc: Any) -> Problem:
+    """A refused write of a child as a Problem carrying the API server's reason and message (from the
+    Status body of an ApiException), e.g. `ServiceApplyFailed: apply Service orders: Invalid: ...`."""
+    api_reason, message = getattr(exc, "reason", None) or "Error", ""
+    try:
+        body = json.loads(getattr(exc, "body", None) or "{}")
+        api_reason = body.get("reason") or api_reason
+        message = body.get("message") or ""
+    except (TypeError, ValueError):
+        message = str(getattr(exc, "body", "") or "")
+    status = getattr(exc, "status", None)
+    text = (
+        f"{verb} {kind} {name}: {api_reason}"
+        + (f" (HTTP {status})" if status else "")
+        + (f": {message}" if message else "")
+    )
+    return Problem(f"{kind}{verb.capitalize()}Failed", text[:1000])
 
 
 def deployment_problems(deployment: dict[str, Any] | None) -> list[Problem]:

@@ -240,3 +240,35 @@ def test_task_definition_limits_cap_the_fleet(world):
     queues.depths_by_queue["resize"] = 500
     ctl.autoscale(body(autoscaling=autoscaling()))
     assert kube.deployment()["spec"]["replicas"] == 3, last_status(kube)["lastDecisionReason"]
+
+
+def test_a_refused_child_shows_as_degraded_with_the_api_reason_and_a_warning_event(world):
+    kube, _, _, _, ctl = world
+    kube.fail_apply["Service"] = api_error(422, "Invalid", 'Service "orders" is invalid: metadata.name: Invalid value')
+    ctl.reconcile(body(replicas=2))
+    assert kube.deployment()["spec"]["replicas"] == 2  # the other children are still applied
+    assert ("PodDisruptionBudget", NS, "orders") in kube.objects
+    degraded = cond(last_status(kube), "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "ServiceApplyFailed"
+    assert "Invalid (HTTP 422)" in degraded["message"] and "metadata.name: Invalid value" in degraded["message"]
+    assert ("Warning", "ServiceApplyFailed", degraded["message"]) in kube.events
+    assert cond(last_status(kube), "Ready")["status"] == "False"
+    del kube.fail_apply["Service"]
+    ctl.reconcile(body(replicas=2))
+    assert cond(last_status(kube), "Degraded")["status"] == "False"
+    assert ("Service", NS, "orders") in kube.objects
+    assert any(e[:2] == ("Normal", "Recovered") for e in kube.events)
+
+
+def test_a_refused_deployment_is_degraded_and_applied_again_at_the_next_step(world):
+    kube, _, _, _, ctl = world
+    kube.fail_apply["Deployment"] = api_error(403, "Forbidden", 'deployments.apps "orders" is forbidden: quota')
+    spec = body(autoscaling=autoscaling())
+    ctl.reconcile(spec)  # does not raise: kopf would retry the handler with backoff and no status
+    degraded = cond(last_status(kube), "Degraded")
+    assert degraded["reason"] == "DeploymentApplyFailed" and "Forbidden" in degraded["message"]
+    assert any(e[:2] == ("Warning", "DeploymentApplyFailed") for e in kube.events)
+    del kube.fail_apply["Deployment"]
+    ctl.autoscale(spec)
+    assert kube.deployment() is not None
+    assert cond(last_status(kube), "Degraded")["status"] == "False"
