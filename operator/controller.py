@@ -68,6 +68,7 @@ class State:
     last_full_apply: float = 0.0
     problems: tuple[str, ...] = ()
     apply_problems: tuple[Problem, ...] = ()  # children the API server refused at the last apply
+    pdb: bool | None = None  # whether our PodDisruptionBudget exists (None: unknown, e.g. after a restart)
     reachable: bool | None = None
     last_status: dict[str, Any] = field(default_factory=dict)
     last_auto: dict[str, Any] | None = None  # the last autoscaler evaluation, for status writes between them
@@ -188,22 +189,22 @@ class Controller:
                     owner.name,
                     lambda: self.kube.delete("monitoring.coreos.com/v1", "ServiceMonitor", owner.namespace, owner.name),
                 )
+        # Deleted whenever not wanted (disabled, or one replica) unless we know it is gone: the
+        # Deployment does not change when only podDisruptionBudget.enabled does.
         if b.pdb_wanted(spec, replicas):
-            self._child(
-                failures,
-                "apply",
-                "PodDisruptionBudget",
-                owner.name,
-                lambda: self.kube.apply(b.pod_disruption_budget(owner, spec)),
-            )
-        elif deployment is None or changed:
-            self._child(
+            pdb = b.pod_disruption_budget(owner, spec)
+            if self._child(failures, "apply", "PodDisruptionBudget", owner.name, lambda: self.kube.apply(pdb)):
+                st.pdb = True
+        elif st.pdb is not False:
+            gone = self._child(
                 failures,
                 "delete",
                 "PodDisruptionBudget",
                 owner.name,
                 lambda: self.kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name),
             )
+            if gone is not None:
+                st.pdb = False
         st.apply_problems = tuple(failures)
         st.last_full_apply = self.clock()
         m.RECONCILES.labels(owner.namespace, owner.name, "changed" if changed else "unchanged").inc()

@@ -272,3 +272,14 @@ def test_a_refused_deployment_is_degraded_and_applied_again_at_the_next_step(wor
     ctl.autoscale(spec)
     assert kube.deployment() is not None
     assert cond(last_status(kube), "Degraded")["status"] == "False"
+
+
+def test_disabling_the_pdb_deletes_it(world):
+    kube, _, _, _, ctl = world
+    ctl.reconcile(body(replicas=3))
+    assert ("PodDisruptionBudget", NS, "orders") in kube.objects
+    ctl.reconcile(body(replicas=3, podDisruptionBudget={"enabled": False}))  # the Deployment is unchanged
+    assert ("PodDisruptionBudget", NS, "orders") not in kube.objects
+    deletes = len(kube.deleted)
+    ctl.reconcile(body(replicas=3, podDisruptionBudget={"enabled": False}))
+    assert len(kube.deleted) == deletes  # known to be gone: no DELETE at every step
