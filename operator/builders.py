@@ -323,12 +323,19 @@ def pdb_wanted(spec: dict[str, Any], replicas: int) -> bool:
 
 
 def pod_disruption_budget(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    """AlwaysAllow: worker pods turn unready when Conductor is unreachable (their /readyz says so); with
+    the default policy those unhealthy pods would count against the budget and block node drains for the
+    whole outage. Evicting an unready worker loses nothing: it drains its tasks on SIGTERM."""
     max_unavailable = (spec.get("podDisruptionBudget") or {}).get("maxUnavailable", 1)
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _metadata(owner),
-        "spec": {"maxUnavailable": max_unavailable, "selector": {"matchLabels": selector_labels(owner.name)}},
+        "spec": {
+            "maxUnavailable": max_unavailable,
+            "selector": {"matchLabels": selector_labels(owner.name)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
     }
 
 

@@ -163,7 +163,12 @@ def test_service_service_monitor_and_pdb():
     assert b.pdb_wanted(SPEC, 2) and not b.pdb_wanted(SPEC, 1)
     assert not b.pdb_wanted({"podDisruptionBudget": {"enabled": False}}, 5)
     pdb = b.pod_disruption_budget(OWNER, SPEC)
-    assert pdb["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": b.selector_labels("orders")}}
+    assert pdb["spec"] == {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": b.selector_labels("orders")},
+        # an outage of Conductor makes pods unready; they must not block node drains
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
 
 
 def test_env_task_name_and_replica_helpers():
