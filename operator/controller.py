@@ -30,6 +30,8 @@ from conductor_operator.status import (
     child_failure,
     condition,
     deployment_problems,
+    queue_depth_status,
+    queue_keys,
     ready_condition_args,
     replica_counts,
     spec_problems,
@@ -442,9 +444,13 @@ class Controller:
             status["busySlots"] = auto["busy"]
             status["slotCapacity"] = auto["capacity"]
             status["utilization"] = utilization_text(auto["busy"], auto["capacity"])
-            if reachable:
-                status["queueDepth"] = auto["depth"]
-                status["totalQueueDepth"] = sum(auto["depth"].values())
+            depth, total = queue_depth_status(
+                (body.get("status") or {}).get("queueDepth"), auto["depth"], queue_keys(spec)
+            )
+            if depth is not None:
+                status["queueDepth"] = depth
+            if total is not None:
+                status["totalQueueDepth"] = total
             if auto["scaled"]:
                 status["lastScaleTime"] = now
             if st.history is not None and st.history.last_active is not None:

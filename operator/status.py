@@ -131,3 +131,25 @@ def ready_condition_args(desired: int, deployment: dict[str, Any] | None, degrad
 
 def utilization_text(busy: int, capacity: int) -> str | None:
     return None if capacity <= 0 else f"{round(100 * busy / capacity)}%"
+
+
+def queue_keys(spec: dict[str, Any]) -> list[str]:
+    """The queues of the spec's tasks (`domain:task` when a domain is set)."""
+    return [f"{t['domain']}:{t['name']}" if t.get("domain") else t["name"] for t in spec.get("tasks") or []]
+
+
+def queue_depth_status(
+    previous: dict[str, Any] | None, depth: dict[str, int] | None, keys: list[str]
+) -> tuple[dict[str, int | None] | None, int | None]:
+    """(status.queueDepth merge patch, totalQueueDepth) for the spec's queues only.
+
+    The status is merge-patched, and a merge patch merges maps: a queue whose task left the spec would
+    stay for ever unless its key is sent as null. depth None (Conductor unreachable): the last numbers
+    stay, but not those of tasks gone from the spec."""
+    wanted = set(keys)
+    fresh = {k: v for k, v in (depth or {}).items() if k in wanted}
+    patch: dict[str, int | None] = {k: None for k in previous or {} if k not in wanted}
+    if depth is None:
+        return patch or None, None
+    patch.update(fresh)
+    return patch, sum(fresh.values())

@@ -17,6 +17,7 @@ from conductor_operator import builders as b
 from conductor_operator.controller import Controller
 from conductor_operator.observe import PodMetrics, ScrapeResult
 from conductor_operator.taskdefs import TaskLimits
+from worker_runtime.client import ConductorError
 
 NS = "shop"
 
@@ -283,3 +284,19 @@ def test_disabling_the_pdb_deletes_it(world):
     deletes = len(kube.deleted)
     ctl.reconcile(body(replicas=3, podDisruptionBudget={"enabled": False}))
     assert len(kube.deleted) == deletes  # known to be gone: no DELETE at every step
+
+
+def test_status_drops_the_queues_of_tasks_no_longer_in_the_spec(world):
+    kube, queues, _, _, ctl = world
+    queues.depths_by_queue.update({"resize": 7, "eu:ship": 3})
+    two = body(autoscaling=autoscaling(), tasks=[{"name": "resize"}, {"name": "ship", "domain": "eu"}])
+    ctl.autoscale(two)
+    assert last_status(kube)["queueDepth"] == {"resize": 7, "eu:ship": 3}
+    # `ship` removed from the spec: the update handler writes status with the last evaluation's numbers
+    one = body(autoscaling=autoscaling(), status={"queueDepth": {"resize": 7, "eu:ship": 3}})
+    ctl.reconcile(one)
+    assert last_status(kube)["queueDepth"] == {"resize": 7, "eu:ship": None}  # null deletes it (merge patch)
+    assert last_status(kube)["totalQueueDepth"] == 7
+    queues.error = ConductorError("GET /tasks/queue/all: connection refused")
+    ctl.autoscale(body(autoscaling=autoscaling(), status={"queueDepth": {"resize": 7, "gone": 1}}))
+    assert last_status(kube)["queueDepth"] == {"gone": None}
