@@ -298,6 +298,7 @@ def test_install_grants_exactly_what_the_operator_needs_and_uninstall_leaves_not
             ("watch", "conductorworkers.conductor.io", ns_a),
             ("patch", "conductorworkers.conductor.io", ns_a),
             ("patch", "conductorworkers.conductor.io/status", ns_a),
+            ("update", "conductorworkers.conductor.io/finalizers", ns_a),  # blockOwnerDeletion
             ("create", "deployments.apps", ns_a),
             ("patch", "deployments.apps", ns_a),
             ("delete", "poddisruptionbudgets.policy", ns_a),

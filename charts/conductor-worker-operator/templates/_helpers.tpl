@@ -95,6 +95,11 @@ metadata:
 - apiGroups: ["conductor.io"]
   resources: ["conductorworkers/status"]
   verbs: ["get", "patch", "update"]
+# The children's ownerReferences set blockOwnerDeletion; with the OwnerReferencesPermissionEnforcement
+# admission plugin the API server then requires update on the owner's finalizers.
+- apiGroups: ["conductor.io"]
+  resources: ["conductorworkers/finalizers"]
+  verbs: ["update"]
 # The children, applied server-side (an apply that creates needs create too).
 - apiGroups: ["apps"]
   resources: ["deployments"]
