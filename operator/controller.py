@@ -219,8 +219,8 @@ class Controller:
         return applied
 
     def _needs_apply(self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> bool:
-        if deployment is None or st.applied_generation is None:
-            return True
+        if deployment is None or st.applied_generation is None or st.apply_problems:
+            return True  # missing, or a child was refused last time: try again at every step
         if deployment["metadata"].get("generation") != st.applied_generation:
             return True  # someone else changed the spec: put our fields back
         want = b.deployment(b.Owner.from_body(body), body["spec"], None)["metadata"]["annotations"][b.HASH_ANNOTATION]

@@ -255,7 +255,7 @@ def test_a_refused_child_shows_as_degraded_with_the_api_reason_and_a_warning_eve
     assert ("Warning", "ServiceApplyFailed", degraded["message"]) in kube.events
     assert cond(last_status(kube), "Ready")["status"] == "False"
     del kube.fail_apply["Service"]
-    ctl.reconcile(body(replicas=2))
+    ctl.reconcile(body(replicas=2), force=False)  # the resync step, long before the full resync is due
     assert cond(last_status(kube), "Degraded")["status"] == "False"
     assert ("Service", NS, "orders") in kube.objects
     assert any(e[:2] == ("Normal", "Recovered") for e in kube.events)
