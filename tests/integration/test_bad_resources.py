@@ -1,16 +1,22 @@
 """Bad ConductorWorker resources are refused by the real API server with a message that names the field.
 
-(Together with the table in test_operator_reconcile.py: 30 invalid resources. Schema-valid but
-unusable specs, a missing Secret or a Secret without the keys, are reported in a Degraded condition
-and an Event: see test_degraded_for_missing_secret_then_recovers.)
+(Together with the table in test_operator_reconcile.py: 35 invalid resources, among them names that
+cannot name a Service or be a label value, and `kubectl scale` while the autoscaler owns the count.
+Schema-valid but unusable specs, a missing Secret or a Secret without the keys, are reported in a
+Degraded condition and an Event: see test_degraded_for_missing_secret_then_recovers; so is a child the
+API server refuses, here.)
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
+
+from conductor_operator.testing import OperatorProcess
+from helpers import wait_for
 
 pytestmark = pytest.mark.kube
 
@@ -55,6 +61,11 @@ CASES = [
     ("task-without-name", {"tasks": [{"concurrency": 2}]}, "spec.tasks[0].name: Required value"),
     ("no-server-url", {"conductor": {}}, "spec.conductor.serverUrl: Required value"),
     (
+        "zero-failure-threshold",
+        {"autoscaling": {"fallbackReplicas": 1, "fallback": {"failureThreshold": 0}}},
+        "spec.autoscaling.fallback.failureThreshold in body should be greater than or equal to 1",
+    ),
+    (
         "secret-ref-without-name",
         {"conductor": {"serverUrl": "http://127.0.0.1:18080/api", "authSecretRef": {}}},
         "spec.conductor.authSecretRef.name: Required value",
@@ -74,3 +85,115 @@ def test_invalid_object_name_is_refused(crd, kubectl, namespace):
     result = kubectl("apply", "-n", namespace, "-f", "-", input=manifest("Bad_Name", {}), check=False)
     assert result.returncode != 0
     assert "a lowercase RFC 1123 subdomain" in result.stderr, result.stderr
+
+
+NAME_CASES = [
+    ("dotted.name", "metadata.name must be a DNS-1035 label"),  # a valid object name, not a Service name
+    ("w" * 64, "metadata.name must be at most 63 characters"),  # too long for a label value
+    ("1st-worker", "metadata.name must be a DNS-1035 label"),  # a Service name starts with a letter
+]
+
+
+@pytest.mark.parametrize(("name", "message"), NAME_CASES, ids=["dot", "64-characters", "leading-digit"])
+def test_name_that_cannot_name_a_service_or_a_label_is_refused(crd, kubectl, namespace, name, message):
+    result = kubectl("apply", "-n", namespace, "-f", "-", input=manifest(name, {}), check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+    assert kubectl("get", "cw", "-n", namespace, "-o", "name").stdout == ""
+    ok = kubectl("apply", "-n", namespace, "-f", "-", input=manifest("w" * 63, {}), check=False)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_kubectl_scale_is_refused_while_autoscaling_is_enabled(crd, kubectl, namespace):
+    kubectl("apply", "-n", namespace, "-f", "-", input=manifest("scaled", {"autoscaling": {"enabled": True}}))
+    refused = kubectl("scale", "cw/scaled", "-n", namespace, "--replicas=3", check=False)
+    assert refused.returncode != 0
+    assert "spec.replicas cannot change while autoscaling.enabled is true" in refused.stderr, refused.stderr
+    patch = json.dumps({"spec": {"replicas": 4}})
+    assert kubectl("patch", "cw", "scaled", "-n", namespace, "--type=merge", "-p", patch, check=False).returncode != 0
+    # turning autoscaling off hands the count back: the same command is honoured
+    kubectl(
+        "patch", "cw", "scaled", "-n", namespace, "--type=merge", "-p", '{"spec":{"autoscaling":{"enabled":false}}}'
+    )
+    kubectl("scale", "cw/scaled", "-n", namespace, "--replicas=3")
+    obj = json.loads(kubectl("get", "cw", "scaled", "-n", namespace, "-o", "json").stdout)
+    assert obj["spec"]["replicas"] == 3
+    # other spec changes still pass while autoscaling is on
+    kubectl("patch", "cw", "scaled", "-n", namespace, "--type=merge", "-p", '{"spec":{"autoscaling":{"enabled":true}}}')
+    kubectl(
+        "patch", "cw", "scaled", "-n", namespace, "--type=merge", "-p", '{"spec":{"autoscaling":{"maxReplicas":4}}}'
+    )
+    explained = kubectl("explain", "conductorworkers.spec.replicas").stdout
+    assert "is refused" in " ".join(explained.split()), explained
+
+
+def test_fallback_failure_threshold_defaults_to_three(crd, kubectl, namespace):
+    spec = {"autoscaling": {"enabled": True, "fallbackReplicas": 2, "fallback": {}}}
+    kubectl("apply", "-n", namespace, "-f", "-", input=manifest("fallback", spec))
+    obj = json.loads(kubectl("get", "cw", "fallback", "-n", namespace, "-o", "json").stdout)
+    assert obj["spec"]["autoscaling"]["fallback"] == {"failureThreshold": 3}
+
+
+# -- with the operator: children the API server refuses, the PodDisruptionBudget -------------------------
+
+
+@pytest.fixture
+def operator(kubeconfig, crd, namespace, kubectl, tmp_path):
+    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
+    yield op
+    kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=60s", check=False)
+    op.stop()
+    print(op.log_tail(80))
+
+
+def condition(kubectl, namespace, name, type_):
+    obj = json.loads(kubectl("get", "cw", name, "-n", namespace, "-o", "json").stdout)
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+def test_a_child_the_api_server_refuses_shows_as_degraded_with_its_reason(operator, kubectl, namespace):
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-services"},
+        "spec": {"hard": {"services": "0"}},
+    }
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(quota))
+    wait_for(
+        lambda: (
+            json.loads(kubectl("get", "resourcequota", "no-services", "-n", namespace, "-o", "json").stdout)
+            .get("status", {})
+            .get("hard")
+        ),
+        30,
+        "the quota controller to count the namespace",
+    )
+    kubectl("apply", "-n", namespace, "-f", "-", input=manifest("quota", {"replicas": 0}))
+
+    def degraded():
+        c = condition(kubectl, namespace, "quota", "Degraded")
+        return c and c["status"] == "True" and c
+
+    c = wait_for(degraded, 30, "Degraded")
+    assert c["reason"] == "ServiceApplyFailed", c
+    assert "Forbidden" in c["message"] and "exceeded quota" in c["message"], c
+    events = kubectl("get", "events", "-n", namespace, "--field-selector", "type=Warning").stdout
+    assert "ServiceApplyFailed" in events
+    assert kubectl("get", "deployment", "quota", "-n", namespace, check=False).returncode == 0  # the rest applied
+    kubectl("delete", "resourcequota", "no-services", "-n", namespace)
+    wait_for(lambda: condition(kubectl, namespace, "quota", "Degraded")["status"] == "False", 30, "Degraded cleared")
+    assert kubectl("get", "service", "quota", "-n", namespace, check=False).returncode == 0
+
+
+def test_disabling_the_pod_disruption_budget_deletes_it(operator, kubectl, namespace):
+    kubectl("apply", "-n", namespace, "-f", "-", input=manifest("budget", {"replicas": 2}))
+
+    def pdb():
+        got = kubectl("get", "pdb", "budget", "-n", namespace, "-o", "json", check=False)
+        return json.loads(got.stdout) if got.returncode == 0 else None
+
+    made = wait_for(pdb, 30, "the PodDisruptionBudget")
+    assert made["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    patch = json.dumps({"spec": {"podDisruptionBudget": {"enabled": False}}})
+    kubectl("patch", "cw", "budget", "-n", namespace, "--type=merge", "-p", patch)
+    wait_for(lambda: pdb() is None, 30, "the PodDisruptionBudget deleted")
