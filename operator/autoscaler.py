@@ -14,8 +14,9 @@ relearning). The algorithm follows the HPA controller (pkg/controller/podautosca
 
 Beyond HPA (KEDA-like): scale to zero when minReplicas is 0 and neither a backlog nor a busy slot was
 seen for `cooldownSeconds`; activation from zero as soon as the backlog exceeds `activationQueueDepth`;
-`fallbackReplicas` after `fallback.failureThreshold` failed queue-depth reads in a row. Last, never below the busy pods we can see (the
-operator also marks idle pods as cheaper to delete, so the ReplicaSet removes those first).
+`fallbackReplicas` after `fallback.failureThreshold` failed queue-depth reads in a row. Task-definition
+limits cap the proposals (pods over the limit would only poll). Last, never below the busy pods we can
+see (the operator also marks idle pods as cheaper to delete, so the ReplicaSet removes those first).
 """
 
 from __future__ import annotations

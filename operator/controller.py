@@ -59,7 +59,7 @@ def serving(scrape: ScrapeResult, pods: list[dict[str, Any]]) -> ScrapeResult:
 @dataclass
 class State:
     """What the operator remembers about one ConductorWorker between steps (lost on restart: resume
-    re-reads the Deployment and the status)."""
+    re-reads the Deployment and the status, and the autoscaler seeds its history from the current count)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     wake: threading.Event = field(default_factory=threading.Event)
