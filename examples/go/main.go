@@ -91,7 +91,9 @@ func main() {
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	<-stop
-	// Stop polling; the runner's in-flight goroutines finish within the pod's grace period.
+	// The SDK's graceful shutdown: stop polling, then wait for the running tasks to be executed and
+	// reported (within the pod's grace period).
 	runner.Shutdown(taskName)
-	log.Info("stopped polling", "task", taskName)
+	runner.WaitWorkers()
+	log.Info("stopped", "task", taskName)
 }
