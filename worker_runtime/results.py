@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import traceback
 from typing import Any
 
@@ -11,6 +12,10 @@ from worker_runtime.binding import InputBindingError
 from worker_runtime.model import NonRetryableError, Task, TaskInProgress, TaskResult, TaskStatus
 
 MAX_REASON = 1000
+
+
+class UnsendableResult(ValueError):
+    """A result the server could never take: not JSON, or larger than the configured limit."""
 
 
 def _stamp(result: TaskResult, task: Task, worker_id: str, logs: list[str]) -> TaskResult:
@@ -39,23 +44,71 @@ def from_return(value: Any, task: Task, worker_id: str, logs: list[str]) -> Task
         result = TaskResult(
             status=TaskStatus.IN_PROGRESS,
             output_data=_to_output(value.output),
-            callback_after_seconds=max(0, int(value.callback_after_seconds)),
+            callback_after_seconds=_callback_seconds(value.callback_after_seconds),
         )
         return _stamp(result, task, worker_id, logs)
-    output = _to_output(value)
+    return _stamp(TaskResult(output_data=_to_output(value)), task, worker_id, logs)
+
+
+def _callback_seconds(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UnsendableResult(f"TaskInProgress.callback_after_seconds is {value!r}, not a finite number")
+    return max(0, int(value))
+
+
+def terminal_failure(reason: str, task: Task, worker_id: str) -> TaskResult:
+    """A failure the server must not retry (the same input would fail the same way)."""
+    result = TaskResult(status=TaskStatus.FAILED_WITH_TERMINAL_ERROR, reason_for_incompletion=reason[:MAX_REASON])
+    return _stamp(result, task, worker_id, [])
+
+
+def find_unencodable(value: Any, path: str = "result", _seen: set[int] | None = None) -> str | None:
+    """Where and why JSON cannot hold a value (NaN, Infinity, an object, a cycle), or None if it can."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} is {_float_name(value)}"
+    if value is None or isinstance(value, (str, int)):
+        return None
+    if not isinstance(value, (dict, list, tuple)):
+        return f"{path} is a {type(value).__name__}, which JSON cannot hold"
+    seen = set() if _seen is None else _seen
+    if id(value) in seen:
+        return f"{path} refers to itself"
+    seen.add(id(value))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key is not None and not isinstance(key, (str, int, float)):
+                return f"{path} has a key of type {type(key).__name__}"
+            if isinstance(key, float) and not math.isfinite(key):
+                return f"{path} has the key {_float_name(key)}"
+            found = find_unencodable(item, f"{path}.{key}", seen)
+            if found:
+                return found
+    else:
+        for index, item in enumerate(value):
+            found = find_unencodable(item, f"{path}[{index}]", seen)
+            if found:
+                return found
+    seen.discard(id(value))
+    return None
+
+
+def _float_name(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def encode(body: dict[str, Any], max_bytes: int) -> bytes:
+    """The update's JSON body; raises UnsendableResult with a reason naming the problem."""
     try:
-        json.dumps(output)
-    except (TypeError, ValueError) as exc:
-        return _stamp(
-            TaskResult(
-                status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
-                reason_for_incompletion=f"worker returned output that is not JSON serializable: {exc}",
-            ),
-            task,
-            worker_id,
-            logs,
+        data = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        where = find_unencodable(body.get("outputData"), "output") or find_unencodable(body, "result") or str(exc)
+        raise UnsendableResult(f"the worker's result cannot be encoded as JSON: {where}") from exc
+    if len(data) > max_bytes:
+        raise UnsendableResult(
+            f"result payload size {len(data):,} bytes exceeds the worker's limit of {max_bytes:,} bytes "
+            "(CONDUCTOR_WORKER_MAX_RESULT_BYTES); store large data elsewhere and return a reference"
         )
-    return _stamp(TaskResult(output_data=output), task, worker_id, logs)
+    return data
 
 
 def from_exception(
