@@ -128,6 +128,7 @@ class Controller:
         a restart), clamped to the current bounds."""
         if not b.autoscaling_enabled(spec):
             st.desired = None
+            st.history = None  # re-enabled later, the autoscaler starts from the count it finds, as new
             return b.fixed_replicas(spec)
         cfg = config_from_spec(spec.get("autoscaling") or {})
         if st.desired is None:

@@ -300,3 +300,13 @@ def test_status_drops_the_queues_of_tasks_no_longer_in_the_spec(world):
     queues.error = ConductorError("GET /tasks/queue/all: connection refused")
     ctl.autoscale(body(autoscaling=autoscaling(), status={"queueDepth": {"resize": 7, "gone": 1}}))
     assert last_status(kube)["queueDepth"] == {"gone": None}
+
+
+def test_re_enabled_autoscaling_keeps_the_scale_down_window_from_the_count_it_finds(world):
+    kube, _, _, clock, ctl = world
+    ctl.autoscale(body(autoscaling=autoscaling()))  # some history, then autoscaling off for a while
+    ctl.reconcile(body(replicas=4, autoscaling={"enabled": False}))
+    assert kube.deployment()["spec"]["replicas"] == 4
+    clock.now += 1000
+    ctl.autoscale(body(replicas=4, autoscaling=autoscaling()))
+    assert kube.deployment()["spec"]["replicas"] == 4, last_status(kube)["lastDecisionReason"]
