@@ -1,5 +1,6 @@
 """Autoscaler response (issue 6, item 3) on the real local stack: real Conductor queue depth, real
-worker-runtime pods (processes run by teststack/nodeagent.py on 127.0.0.N), the real operator process.
+worker-runtime pods (containers of the sleep-workers test image run by the stack's kubelet), the real
+operator process (on the host, watching only the benchmark's namespace).
 
     ~/.cache/conductor-worker-operator/venv/bin/python -P bench/autoscaler_response.py              # ~20 min
     ... bench/autoscaler_response.py --intervals 2 --trials 1 --minutes 0.5 --warmup 10 --out /tmp/x  # tiny
@@ -24,8 +25,6 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
-import textwrap
 import threading
 import time
 import uuid
@@ -35,6 +34,8 @@ from typing import Any
 
 sys.path.append(str(Path(__file__).resolve().parent))
 import opbench
+
+from teststack import images
 
 GROUP, VERSION, PLURAL = "conductor.io", "v1alpha1", "conductorworkers"
 REFERENCE = {
@@ -74,23 +75,6 @@ def workflow_def(name: str, task: str) -> dict[str, Any]:
     }
 
 
-def worker_module(directory: Path, tasks: list[str]) -> str:
-    module = f"bench_as_{uuid.uuid4().hex[:8]}"
-    body = "import time\nfrom worker_runtime import worker_task\n"
-    for i, task in enumerate(tasks):
-        body += textwrap.dedent(
-            f"""
-
-            @worker_task(task_definition_name={task!r}, thread_count=4)
-            def work_{i}(millis: int = 300) -> dict:
-                time.sleep(millis / 1000)
-                return {{"slept_ms": millis}}
-            """
-        )
-    (directory / f"{module}.py").write_text(body)
-    return module
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         from kubernetes import client
@@ -99,11 +83,7 @@ class Bench:
 
         self.args = args
         self.cfg = opbench.stack()
-        opbench.ensure_stack(self.cfg, node_agent=not args.private_plane)
-        self.stop_plane = self.agent = None
-        if args.private_plane:
-            self.cfg, self.stop_plane = opbench.private_plane(self.cfg)
-            self.agent = opbench.LocalNodeAgent(self.cfg)
+        opbench.ensure_stack(self.cfg, node=True)
         opbench.apply_crd(self.cfg)
         self.api = opbench.api_client(self.cfg)
         self.apps = client.AppsV1Api(self.api)
@@ -111,7 +91,6 @@ class Bench:
         self.custom = client.CustomObjectsApi(self.api)
         self.conductor = ConductorClient(self.cfg.conductor_url)
         self.ns = opbench.new_namespace(self.api, "bench-as")
-        self.tmp = Path(tempfile.mkdtemp(prefix="bench-as-"))
         self.tag = uuid.uuid4().hex[:6]
         self.tasks: dict[str, str] = {}
         self.workflows: dict[str, str] = {}
@@ -141,7 +120,6 @@ class Bench:
         self.conductor.register_task_defs([task_def(t) for t in self.tasks.values()])
         for key in keys:
             self.conductor.register_workflow(workflow_def(self.workflows[key], self.tasks[key]))
-        self.module = worker_module(self.tmp, list(self.tasks.values()))
         out = Path(self.args.out)
         self.op = OperatorProcess(
             self.cfg.kubeconfig, [self.ns], out / "logs" / "autoscaler-operator.log", env={"CWO_RESYNC_SECONDS": "10"}
@@ -153,12 +131,13 @@ class Bench:
             "kind": "ConductorWorker",
             "metadata": {"name": name},
             "spec": {
-                "conductor": {"serverUrl": self.cfg.conductor_url},
-                "image": "conductor-worker-runtime:0.1.0",
-                "modules": [self.module],
+                "conductor": {"serverUrl": self.cfg.pod_conductor_url},
+                "image": images.TEST_WORKERS_IMAGE,
+                "imagePullPolicy": "Never",
+                "modules": ["sleep_workers"],
                 "tasks": [{"name": self.tasks[key], "concurrency": 4, "pollTimeoutMs": 500}],
                 "terminationGracePeriodSeconds": 10,
-                "template": {"env": [{"name": "PYTHONPATH", "value": str(self.tmp)}]},
+                "template": {"env": [{"name": "CWO_SLEEP_TASKS", "value": self.tasks[key]}]},
                 "autoscaling": {"enabled": True, **autoscaling},
             },
         }
@@ -440,10 +419,6 @@ class Bench:
             opbench.delete_namespace(self.api, self.ns)
             self.conductor.close()
             self.api.close()
-            if self.agent is not None:
-                self.agent.stop()
-            if self.stop_plane is not None:
-                self.stop_plane()
 
 
 def table(data: dict[str, Any]) -> str:
@@ -488,12 +463,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=5.0, help="steady load: mean workflows per second")
     p.add_argument("--noise", type=float, default=0.3, help="steady load: rate redrawn every 10 s within +-noise")
     p.add_argument("--task-ms", type=int, default=1000, help="steady load: task duration (4 slots per pod)")
-    p.add_argument(
-        "--shared-plane",
-        dest="private_plane",
-        action="store_false",
-        help="use the shared local API server and node agent instead of private ones (started for the run)",
-    )
     p.add_argument("--out", default=str(opbench.REPO / "bench" / "results"))
     p.add_argument("--name", default="autoscaler_response")
     p.add_argument("--no-plot", action="store_true")

@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -115,16 +114,16 @@ def stack():
     return load()
 
 
-def ensure_stack(cfg, node_agent: bool) -> None:
-    """Start what is missing (Conductor, API server + controller-manager, node agent); reuse what runs."""
-    from teststack import conductor, kube, nodeagent
+def ensure_stack(cfg, node: bool) -> None:
+    """Start what is missing (Conductor, API server + controller-manager, the real node); reuse what runs."""
+    from teststack import conductor, kube
+    from teststack import node as real_node
 
     if not conductor.healthy(cfg):
         conductor.start(cfg)
-    if not kube.healthy(cfg):
-        kube.start(cfg)
-    if node_agent:
-        nodeagent.start_background(cfg)
+    kubeconfig = cfg.kubeconfig if kube.healthy(cfg) else kube.start(cfg)
+    if node:
+        real_node.start(cfg, kubeconfig)
 
 
 def private_plane(cfg):
@@ -167,23 +166,6 @@ def private_plane(cfg):
         shutil.rmtree(cache, ignore_errors=True)
 
     return mine, stop
-
-
-class LocalNodeAgent:
-    """The project's node agent (teststack/nodeagent.py) in a thread of this process, for a private plane,
-    handing out 127.3.0.N pod addresses so its pods never collide with the shared agent's 127.0.0.N."""
-
-    def __init__(self, cfg) -> None:
-        from teststack.nodeagent import NodeAgent
-
-        self.agent = NodeAgent(str(cfg.kubeconfig), cfg.run_dir / "pods")
-        self.agent.free_ips = [f"127.3.0.{n}" for n in range(10, 250)]
-        self.agent.register_node()
-        for target in (self.agent._watch_pods, self.agent._supervise):
-            threading.Thread(target=target, daemon=True).start()
-
-    def stop(self) -> None:
-        self.agent.shutdown()
 
 
 def kubectl(cfg, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:

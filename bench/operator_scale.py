@@ -6,7 +6,7 @@ scraper's time for many pod /metrics endpoints.
 
 Reconcile: for each size N, a fresh namespace and a fresh operator process (the real one,
 `conductor_operator.testing.OperatorProcess`, resync every 10 s as deployed); N ConductorWorkers are
-created (8 client threads) with an image the node agent does not run (example.invalid/w:1) and
+created (8 client threads) with an image no node has and no registry serves (example.invalid/w:1) and
 autoscaling off. Measured from the first create until every CR has status.observedGeneration ==
 metadata.generation and its Deployment exists (one list of each every 0.5 s). The operator's RSS, thread
 count and CPU time are sampled from /proc every 0.5 s, and for --settle seconds of steady state after.
@@ -37,7 +37,7 @@ sys.path.append(str(Path(__file__).resolve().parent))
 import opbench
 
 GROUP, VERSION, PLURAL = "conductor.io", "v1alpha1", "conductorworkers"
-IMAGE = "example.invalid/w:1"  # the node agent runs no such image: Pods stay Pending, nothing is started
+IMAGE = "example.invalid/w:1"  # no node has it (private plane: no node at all): nothing is started
 
 
 # -- reconcile --------------------------------------------------------------------------------------------
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         "scrape": [],
     }
     if sizes:
-        opbench.ensure_stack(cfg, node_agent=False)
+        opbench.ensure_stack(cfg, node=False)
         stop_plane = None
         if args.private_plane:
             cfg, stop_plane = opbench.private_plane(cfg)

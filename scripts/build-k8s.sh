@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver and kube-controller-manager from the Go module proxy into the cache.
+# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kubelet from the Go module
+# proxy into the cache.
 # k8s.io/kubernetes replaces its staging modules with local paths, so `go install` refuses it; a
 # wrapper module requires it and replaces each staging module with its published v0.M.P release.
 source "$(dirname "$0")/lib.sh"
 
-if [[ -x "$K8S_BIN/kube-apiserver" && -x "$K8S_BIN/kube-controller-manager" && -x "$K8S_BIN/etcd" ]]; then
-  log "k8s $K8S_VERSION binaries cached in $K8S_BIN"; exit 0
-fi
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
+cached=1
+for b in "${BINARIES[@]}" etcd; do [[ -x "$K8S_BIN/$b" ]] || cached=0; done
+if ((cached)); then log "k8s $K8S_VERSION binaries cached in $K8S_BIN"; exit 0; fi
 command -v go >/dev/null || { echo "go is required to build the control plane (install Go 1.24+)" >&2; exit 1; }
 
 export GOMODCACHE="$CWO_CACHE/go/mod" GOCACHE="$CWO_CACHE/go/build" GOFLAGS=-mod=mod GOTOOLCHAIN=local
@@ -50,12 +52,20 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
 
 log "resolving modules"
 go mod tidy >/dev/null 2>&1 || go mod tidy
-log "building kube-apiserver, kube-controller-manager, etcd (first time: several minutes)"
-go build -trimpath -ldflags='-s -w' -o "$K8S_BIN/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+# The version the binaries report (otherwise v0.0.0-master, which the kubelet's node status shows).
+minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+done
+log "building ${BINARIES[*]}, etcd (first time: several minutes)"
+go build -trimpath -ldflags="$ldflags" -o "$K8S_BIN/" "${BINARIES[@]/#/k8s.io/kubernetes/cmd/}"
 go build -trimpath -ldflags='-s -w' -o "$K8S_BIN/etcd" ./etcd
 log "built into $K8S_BIN"

@@ -10,6 +10,15 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v go >/dev/null || need_apt+=(golang-go)
+# The node: containerd + runc, CNI plugins, iptables; images from Debian packages (mmdebstrap, podman).
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || need_apt+=(containernetworking-plugins)
+command -v iptables >/dev/null || need_apt+=(iptables)
+command -v podman >/dev/null || need_apt+=(podman)
+command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
+command -v gcc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v ip >/dev/null || need_apt+=(iproute2)
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)

@@ -17,8 +17,17 @@ import pytest
 # The repo root goes at the END of sys.path, so the stdlib `operator` is never shadowed by operator/.
 sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from teststack import conductor, kube, nodeagent, procs
+from teststack import conductor, kube, procs
+from teststack import node as real_node
 from teststack.config import StackConfig, load
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "runs_last: takes the whole stack down; ordered after every other test")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
 
 
 @pytest.fixture(scope="session")
@@ -103,11 +112,15 @@ def namespace(k8s_api) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-@pytest.fixture(scope="module")
-def node_agent(stack: StackConfig, kubeconfig: Path) -> Iterator[None]:
-    """The local node agent, so that Pods of the worker and operator images run as processes."""
-    started = procs.running_pid(stack.run_dir, nodeagent.AGENT) is None
-    nodeagent.start_background(stack)
-    yield
+@pytest.fixture(scope="session")
+def node(stack: StackConfig, kubeconfig: Path) -> Iterator[str]:
+    """The real node: kubelet, containerd and kube-scheduler, with the project's images loaded.
+
+    Pods of the worker and operator images run as real containers on the stack's bridge; they reach
+    Conductor at `stack.pod_conductor_url` and the API server through the `kubernetes` Service.
+    """
+    started = not real_node.healthy(stack)
+    _start_or_fail(real_node.start, stack, kubeconfig)
+    yield real_node.NODE_NAME
     if started:
-        nodeagent.stop_background(stack)
+        real_node.stop(stack)

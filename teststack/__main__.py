@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from teststack import conductor, kube, nodeagent, procs
+from teststack import conductor, kube, netsetup, node, procs
 from teststack.config import load
 
 
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start Conductor and the Kubernetes control plane")
     up.add_argument("--memory", action="store_true", help="Conductor in memory instead of on redis-server")
     up.add_argument("--only", choices=["conductor", "kube"], help="start just one part")
-    up.add_argument("--no-agent", action="store_true", help="do not run the local node agent (Pods stay Pending)")
+    up.add_argument("--no-node", action="store_true", help="no kubelet, scheduler or containerd (Pods stay Pending)")
     sub.add_parser("down", help="stop every process the stack started")
     sub.add_parser("status", help="say what is running")
     sub.add_parser("env", help="print shell exports for kubectl, helm and the Conductor URL")
@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None) -> int:
             if args.only in (None, "kube"):
                 kubeconfig = kube.start(cfg)
                 print(f"kube-apiserver: {cfg.apiserver_url} (KUBECONFIG={kubeconfig})", file=sys.stderr)
-                if not args.no_agent:
-                    nodeagent.start_background(cfg)
-                    print(f"node agent: pods run as local processes, logs in {cfg.run_dir / 'pods'}", file=sys.stderr)
+                if not args.no_node:
+                    node.start(cfg, kubeconfig)
+                    print(
+                        f"node {node.NODE_NAME} Ready (kubelet + containerd), pods on {netsetup.POD_CIDR}",
+                        file=sys.stderr,
+                    )
+                    print(f"pods reach Conductor at {cfg.pod_conductor_url}", file=sys.stderr)
         elif args.command == "down":
-            nodeagent.stop_background(cfg)
+            node.stop(cfg)
             kube.stop(cfg)
             conductor.stop(cfg)
         elif args.command == "status":
@@ -42,12 +46,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kube-apiserver   {'up' if kube.healthy(cfg) else 'down'}  {cfg.apiserver_url}")
             kcm = procs.running_pid(cfg.run_dir, kube.CONTROLLER_MANAGER)
             print(f"controller-mgr   {'up' if kcm else 'down'}")
-            agent = procs.running_pid(cfg.run_dir, nodeagent.AGENT)
-            print(f"node agent       {'up' if agent else 'down'}")
+            for name in (node.SCHEDULER, node.CONTAINERD):
+                print(f"{name:<16} {'up' if procs.running_pid(cfg.run_dir, name) else 'down'}")
+            print(f"kubelet          {'up' if node.healthy(cfg) else 'down'}  node {node.NODE_NAME}")
         elif args.command == "env":
             print(f"export KUBECONFIG={cfg.kubeconfig}")
             print(f"export PATH={cfg.tools_bin}:$PATH")
             print(f"export CONDUCTOR_SERVER_URL={cfg.conductor_url}")
+            print(f"export CWO_POD_CONDUCTOR_URL={cfg.pod_conductor_url}  # the server as Pods reach it")
     except procs.StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -54,6 +54,13 @@ class StackConfig:
         return f"http://127.0.0.1:{self.conductor_port}/api"
 
     @property
+    def pod_conductor_url(self) -> str:
+        """The Conductor API base as Pods reach it: the bridge's address, DNATed to the loopback server."""
+        from teststack.netsetup import BRIDGE_IP
+
+        return f"http://{BRIDGE_IP}:{self.conductor_port}/api"
+
+    @property
     def apiserver_url(self) -> str:
         return f"https://127.0.0.1:{self.apiserver_port}"
 

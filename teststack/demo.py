@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from kubernetes import client, config
 
-from teststack import conductor, kube, nodeagent
+from teststack import conductor, kube, node
 from teststack.config import REPO_ROOT, StackConfig, load
 from worker_runtime.client import ConductorClient
 
@@ -62,8 +62,7 @@ def helm_install(cfg: StackConfig, extra: list[str] | None = None) -> None:
 
 def start_stack(cfg: StackConfig) -> None:
     conductor.start(cfg)
-    kube.start(cfg)
-    nodeagent.start_background(cfg)
+    node.start(cfg, kube.start(cfg))
 
 
 def register(c: ConductorClient) -> None:
@@ -100,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load()
     say = lambda msg: print(msg, flush=True)  # noqa: E731
 
-    say("1/5 starting the local stack (Conductor, kube-apiserver, controller-manager, node agent)")
+    say("1/5 starting the local stack (Conductor, kube-apiserver, controller-manager, scheduler, kubelet + containerd)")
     start_stack(cfg)
     say("2/5 helm install the operator chart")
     helm_install(cfg)

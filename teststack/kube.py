@@ -2,8 +2,7 @@
 
 Flags follow controller-runtime's envtest, but the ServiceAccount admission plugin stays on and
 kube-controller-manager runs, so ReplicaSets, Pods, default ServiceAccounts, tokens and garbage
-collection behave as in a cluster. There is no kubelet: Pods stay Pending unless the tests' node
-agent runs them.
+collection behave as in a cluster; `teststack.node` adds the scheduler and a real kubelet.
 """
 
 from __future__ import annotations
@@ -17,9 +16,9 @@ from pathlib import Path
 
 from teststack import procs
 from teststack.config import StackConfig
+from teststack.netsetup import KUBERNETES_VIP, SERVICE_CIDR
 
 ETCD, APISERVER, CONTROLLER_MANAGER = "etcd", "kube-apiserver", "kube-controller-manager"
-SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -27,7 +26,7 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def _cert(pki: Path, name: str, subject: str, ext: str) -> None:
+def cert(pki: Path, name: str, subject: str, ext: str) -> None:
     """A key and a certificate signed by the stack's CA."""
     (pki / f"{name}.ext").write_text(ext)
     _openssl(
@@ -88,21 +87,23 @@ def ensure_pki(cfg: StackConfig) -> Path:
         "/CN=cwo-local-ca",
         cwd=pki,
     )
-    _cert(
+    cert(
         pki,
         "apiserver",
         "/CN=kube-apiserver",
-        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        f"subjectAltName=IP:127.0.0.1,IP:{KUBERNETES_VIP},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
     )
-    _cert(pki, "admin", "/O=system:masters/CN=cwo-admin", "extendedKeyUsage=clientAuth\n")
+    cert(pki, "admin", "/O=system:masters/CN=cwo-admin", "extendedKeyUsage=clientAuth\n")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
     return pki
 
 
-def write_kubeconfig(cfg: StackConfig, pki: Path) -> Path:
-    cfg.kubeconfig.write_text(
+def write_kubeconfig(cfg: StackConfig, pki: Path, path: Path | None = None, user: str = "admin") -> Path:
+    """A kubeconfig for the local API server with a client certificate of the stack's CA."""
+    path = path or cfg.kubeconfig
+    path.write_text(
         f"""apiVersion: v1
 kind: Config
 clusters:
@@ -111,17 +112,17 @@ clusters:
     server: {cfg.apiserver_url}
     certificate-authority: {pki / "ca.crt"}
 users:
-- name: admin
+- name: {user}
   user:
-    client-certificate: {pki / "admin.crt"}
-    client-key: {pki / "admin.key"}
+    client-certificate: {pki / f"{user}.crt"}
+    client-key: {pki / f"{user}.key"}
 contexts:
 - name: local
-  context: {{cluster: local, user: admin, namespace: default}}
+  context: {{cluster: local, user: {user}, namespace: default}}
 current-context: local
 """
     )
-    return cfg.kubeconfig
+    return path
 
 
 def _ssl_context(pki: Path) -> ssl.SSLContext:
@@ -164,7 +165,13 @@ def _apiserver_argv(cfg: StackConfig, binary: str, pki: Path) -> list[str]:
         f"--client-ca-file={pki / 'ca.crt'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--allow-privileged=true",
-        "--authorization-mode=RBAC",
+        # Node + NodeRestriction: the kubelet reads only what its Pods need, as in a cluster.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        f"--kubelet-client-certificate={pki / 'admin.crt'}",
+        f"--kubelet-client-key={pki / 'admin.key'}",
+        f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+        "--kubelet-preferred-address-types=InternalIP",
         f"--service-account-issuer={ISSUER}",
         f"--service-account-key-file={pki / 'sa.pub'}",
         f"--service-account-signing-key-file={pki / 'sa.key'}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -94,3 +95,10 @@ def stop(run_dir: Path, name: str, grace: float = 10.0, sig: int = signal.SIGTER
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     return True
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts connections on host:port (a clear error beats a bind failure in a log)."""
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((host, port)) == 0

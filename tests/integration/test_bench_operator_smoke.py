@@ -57,7 +57,7 @@ def test_operator_scale_tiny(kubeconfig, conductor_url, tmp_path: Path) -> None:
         assert (out / name).read_bytes()[:8] == PNG
 
 
-def test_autoscaler_response_tiny(kubeconfig, conductor_url, node_agent, tmp_path: Path) -> None:
+def test_autoscaler_response_tiny(kubeconfig, conductor_url, node, tmp_path: Path) -> None:
     out = tmp_path / "results"
     run_bench(
         "autoscaler_response.py",

@@ -287,7 +287,7 @@ def test_install_grants_exactly_what_the_operator_needs_and_uninstall_leaves_not
     release = f"cwo-{uuid.uuid4().hex[:6]}"
     ns_a, ns_b = two_namespaces
     args = ["--set", "rbac.scope=namespaced", "--set", f"watchNamespaces={{{ns_a}}}", "--set", "crds.install=false"]
-    # an image the local node agent does not know, so no operator process starts from this release
+    # an image no node has and no registry serves, so no operator container starts from this release
     args += ["--set", "image.repository=example.invalid/chart-test"]
     helm("install", release, str(CHART), "--namespace", namespace, *args, kubeconfig=kubeconfig)
     try:

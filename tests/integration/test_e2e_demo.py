@@ -1,7 +1,7 @@
 """The user's path end to end on the real local stack, as the demo runs it.
 
-helm install (the operator runs under the chart's own RBAC, as a Pod run by the node agent, with a
-ServiceAccount token), apply the example ConductorWorker, 500 workflows complete, replicas rise above
+helm install (the operator runs from its image under the chart's own RBAC, as a container run by the
+kubelet, with the in-cluster config of its ServiceAccount), apply the example ConductorWorker, 500 workflows complete, replicas rise above
 1 and return to the configured minimum; helm upgrade changes a value and the operator picks it up;
 helm uninstall leaves no operator objects behind and keeps the CRD.
 """
@@ -31,7 +31,7 @@ def _kubectl(stack: StackConfig, *args: str, input: str | None = None) -> str:
 
 
 def test_helm_install_apply_example_500_workflows_scale_up_and_back_upgrade_uninstall(
-    stack: StackConfig, conductor_client, k8s_api, node_agent
+    stack: StackConfig, conductor_client, k8s_api, node
 ):
     apps, core = client.AppsV1Api(k8s_api), client.CoreV1Api(k8s_api)
     custom = client.CustomObjectsApi(k8s_api)
@@ -48,7 +48,7 @@ def test_helm_install_apply_example_500_workflows_scale_up_and_back_upgrade_unin
         ns = _kubectl(stack, "create", "namespace", demo.DEMO_NS, "--dry-run=client", "-o", "yaml")
         _kubectl(stack, "apply", "-f", "-", input=ns)
         example = yaml.safe_load((REPO_ROOT / "examples" / "conductorworker-demo.yaml").read_text())
-        example["spec"]["conductor"]["serverUrl"] = stack.conductor_url
+        example["spec"]["conductor"]["serverUrl"] = stack.pod_conductor_url
         example["spec"]["autoscaling"]["minReplicas"] = 0
         _kubectl(stack, "apply", "-n", demo.DEMO_NS, "-f", "-", input=yaml.safe_dump(example))
         demo.register(conductor_client)
@@ -107,11 +107,16 @@ def test_helm_install_apply_example_500_workflows_scale_up_and_back_upgrade_unin
         _kubectl(stack, "delete", "namespace", demo.DEMO_NS, "--wait=true", "--timeout=120s")
         _helm(stack, "uninstall", demo.RELEASE, "--namespace", demo.OPERATOR_NS, "--wait")
 
-    leftovers = json.loads(_kubectl(stack, "get", "all,sa,role,rolebinding", "-n", demo.OPERATOR_NS, "-o", "json"))[
-        "items"
-    ]
-    leftovers = [i for i in leftovers if not (i["kind"] == "ServiceAccount" and i["metadata"]["name"] == "default")]
-    assert leftovers == [], [f"{i['kind']}/{i['metadata']['name']}" for i in leftovers]
+    def leftovers() -> list[str]:
+        items = json.loads(_kubectl(stack, "get", "all,sa,role,rolebinding", "-n", demo.OPERATOR_NS, "-o", "json"))
+        return [
+            f"{i['kind']}/{i['metadata']['name']}"
+            for i in items["items"]
+            if not (i["kind"] == "ServiceAccount" and i["metadata"]["name"] == "default")
+        ]
+
+    # the operator's pod is Terminating for a moment after the uninstall (the kubelet stops it gracefully)
+    wait_for(lambda: leftovers() == [], 60, "no operator object left after the uninstall")
     cluster = _kubectl(stack, "get", "clusterrole,clusterrolebinding", "-o", "name")
     assert "conductor-worker-operator" not in cluster and f"{demo.RELEASE}-" not in cluster
     assert _kubectl(stack, "get", "crd", "conductorworkers.conductor.io", "-o", "name").strip()  # kept

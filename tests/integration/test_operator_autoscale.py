@@ -1,11 +1,10 @@
-"""The autoscaler end to end: real Conductor queue depth, real worker-runtime processes (run by the
-project's node agent on 127.0.0.N as the pods of the Deployment), real /metrics scrapes, real API server."""
+"""The autoscaler end to end: real Conductor queue depth, real worker-runtime containers (the pods of the
+Deployment, run by the kubelet), real /metrics scrapes, real API server."""
 
 from __future__ import annotations
 
 import json
 import re
-import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +17,7 @@ from kubernetes import client
 from conductor_operator.observe import QueueDepthSource
 from conductor_operator.testing import OperatorProcess
 from helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
+from teststack import images
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
 
@@ -42,25 +42,6 @@ def operator(kubeconfig, crd, namespace, kubectl, tmp_path):
     kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=90s", check=False)
     op.stop()
     print(op.log_tail(120))
-
-
-def worker_module(directory: Path, task: str) -> str:
-    """A worker module for a task type of this test only (its queue is not shared with other tests)."""
-    module = f"as_{task}"
-    (directory / f"{module}.py").write_text(
-        textwrap.dedent(
-            f"""
-            import time
-            from worker_runtime import worker_task
-
-            @worker_task(task_definition_name={task!r}, thread_count=4)
-            def work(millis: int = 300) -> dict:
-                time.sleep(millis / 1000)
-                return {{"slept_ms": millis}}
-            """
-        )
-    )
-    return module
 
 
 def test_queue_depth_source_batches_and_shares_one_request(conductor_client, conductor_url):
@@ -88,24 +69,24 @@ def test_queue_depth_source_batches_and_shares_one_request(conductor_client, con
 
 
 def test_backlog_scales_up_drains_to_zero_and_activates(
-    operator, node_agent, kubectl, k8s_api, namespace, conductor_client, tmp_path
+    operator, node, stack, kubectl, k8s_api, namespace, conductor_client
 ):
     task = unique("cwo_scale")
     conductor_client.register_task_defs([task_def(task)])
     wf = unique("cwo_scale_wf")
     conductor_client.register_workflow(linear_workflow(wf, [(task, "t", {"millis": "${workflow.input.millis}"})]))
-    module = worker_module(tmp_path, task)
     manifest = {
         "apiVersion": "conductor.io/v1alpha1",
         "kind": "ConductorWorker",
         "metadata": {"name": "scaler"},
         "spec": {
-            "conductor": {"serverUrl": conductor_client.base_url},
-            "image": "conductor-worker-runtime:0.1.0",
-            "modules": [module],
+            "conductor": {"serverUrl": stack.pod_conductor_url},
+            "image": images.TEST_WORKERS_IMAGE,
+            "imagePullPolicy": "Never",
+            "modules": ["sleep_workers"],
             "tasks": [{"name": task, "concurrency": 4, "pollTimeoutMs": 500}],
             "terminationGracePeriodSeconds": 10,
-            "template": {"env": [{"name": "PYTHONPATH", "value": str(tmp_path)}]},
+            "template": {"env": [{"name": "CWO_SLEEP_TASKS", "value": task}]},
             "autoscaling": {
                 "enabled": True,
                 "minReplicas": 0,
@@ -144,7 +125,7 @@ def test_backlog_scales_up_drains_to_zero_and_activates(
     full = time.monotonic()
     assert full - enqueued <= INTERVAL + SLACK
 
-    # The real workers (pods run by the node agent) drain the queue; the operator scrapes their slots.
+    # The real workers (containers run by the kubelet) drain the queue; the operator scrapes their slots.
     seen = {"busy": 0, "capacity": 0, "ready": 0}
     last_full_demand = [time.monotonic()]  # the last time the operator's raw proposal was MAX or more
 
@@ -207,7 +188,7 @@ def test_backlog_scales_up_drains_to_zero_and_activates(
     # Every decision is an Event and an operator metric.
     events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=Scaled", "-o", "json").stdout
     messages = [e["message"] for e in json.loads(events)["items"]]
-    assert any("Scaled from 0 to" in m for m in messages) and any(f"from {MAX} to 1" in m for m in messages)
+    assert any("Scaled from 0 to" in m for m in messages) and any(f"from {MAX} to 1" in m for m in messages), messages
     metrics = requests.get(operator.metrics_url, timeout=5).text
     assert f'conductor_operator_desired_replicas{{name="scaler",namespace="{namespace}"}} 1.0' in metrics
     assert "conductor_operator_scale_decisions_total" in metrics

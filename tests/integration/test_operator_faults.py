@@ -13,7 +13,6 @@ import json
 import shutil
 import socket
 import subprocess
-import textwrap
 import threading
 import time
 import uuid
@@ -31,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conductor_operator import builders as b
 from conductor_operator.testing import OperatorProcess, free_port
 from helpers import linear_workflow, task_def, unique, wait_for
-from teststack import kube, procs
+from teststack import images, kube, procs
 from teststack.config import StackConfig
 from teststack.faultproxy import FaultProxy, Rule
 
@@ -40,7 +39,7 @@ pytestmark = [pytest.mark.kube, pytest.mark.conductor]
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL = 1  # autoscaling.pollingIntervalSeconds
 SLACK = 4.0  # one evaluation's own latency on a loaded 2-core machine (Conductor + scrape + apply)
-UNRUN_IMAGE = "example.invalid/workers:1"  # the node agent does not run it: pods stay Pending
+UNRUN_IMAGE = "example.invalid/workers:1"  # no node has it and no registry serves it: pods never run
 GROUP, VERSION, PLURAL = "conductor.io", "v1alpha1", "conductorworkers"
 
 
@@ -458,38 +457,27 @@ def bind_bad_servers(modes: dict[str, str]) -> tuple[int, dict[str, BadMetrics]]
 
 
 def test_bad_pod_metrics_are_timed_out_counted_and_do_not_stop_the_loop(
-    crd, node_agent, shared_operators, kubectl, k8s_api, namespace, conductor_client, kubeconfig, tmp_path
+    crd, node, stack, shared_operators, kubectl, k8s_api, namespace, conductor_client, kubeconfig, tmp_path
 ):
-    """On the shared control plane: the worker pod must run (node agent)."""
+    """On the shared control plane: the worker pod must run (the real node)."""
     operators = shared_operators
     fakes = {"127.0.0.251": "garbage", "127.0.0.252": "hang", "127.0.0.253": "drip", "127.0.0.254": "drip"}
     port, servers = bind_bad_servers(fakes)
     try:
         task = unique("cwo_scrape")
         conductor_client.register_task_defs([task_def(task)])
-        module = f"scr_{task}"
-        (tmp_path / f"{module}.py").write_text(
-            textwrap.dedent(
-                f"""
-                from worker_runtime import worker_task
-
-                @worker_task(task_definition_name={task!r})
-                def work() -> dict:
-                    return {{}}
-                """
-            )
-        )
         op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
         operators.append(op)
         body = cw_body(
             "scrapes",
-            conductor_client.base_url,
-            image="conductor-worker-runtime:0.1.0",
-            modules=[module],
+            stack.pod_conductor_url,
+            image=images.TEST_WORKERS_IMAGE,
+            imagePullPolicy="Never",
+            modules=["sleep_workers"],
             tasks=[{"name": task, "concurrency": 3, "pollTimeoutMs": 500}],
             terminationGracePeriodSeconds=5,
             metrics={"port": port},
-            template={"env": [{"name": "PYTHONPATH", "value": str(tmp_path)}]},
+            template={"env": [{"name": "CWO_SLEEP_TASKS", "value": task}]},
             autoscaling={"enabled": True, "minReplicas": 1, "maxReplicas": 1, "pollingIntervalSeconds": INTERVAL},
         )
         kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
@@ -503,13 +491,17 @@ def test_bad_pod_metrics_are_timed_out_counted_and_do_not_stop_the_loop(
         labels = {"namespace": namespace, "name": "scrapes"}
 
         # Pods of the ConductorWorker (its selector's labels, no pod-template-hash: no ReplicaSet adopts
-        # them) whose status says Running on the fake IPs, as a kubelet would report them.
+        # them) whose status says Running on the fake IPs, as a kubelet would report them. A scheduling
+        # gate keeps them off the real node, so no kubelet ever reports on them.
         core = client.CoreV1Api(k8s_api)
         for ip, mode in fakes.items():
             pod_name = f"fake-{mode}-{ip.rsplit('.', 1)[1]}"
             pod = {
                 "metadata": {"name": pod_name, "labels": b.selector_labels("scrapes")},
-                "spec": {"containers": [{"name": "main", "image": UNRUN_IMAGE}]},
+                "spec": {
+                    "containers": [{"name": "main", "image": UNRUN_IMAGE}],
+                    "schedulingGates": [{"name": "conductor.io/fake-pod"}],
+                },
             }
             core.create_namespaced_pod(namespace, pod)
             core.patch_namespaced_pod_status(

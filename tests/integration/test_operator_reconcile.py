@@ -40,7 +40,7 @@ def cw(name: str, **spec) -> str:
         "apiVersion": "conductor.io/v1alpha1",
         "kind": "ConductorWorker",
         "metadata": {"name": name},
-        # An image the node agent does not run: these tests are about the API objects, pods stay Pending.
+        # An image no node has and no registry serves: these tests are about the API objects, pods never run.
         "spec": {
             "conductor": {"serverUrl": "http://127.0.0.1:18080/api"},
             "image": "example.invalid/workers:1",

@@ -1,9 +1,12 @@
 """Secrets stay secret and pods run locked down, with the operator installed by the chart.
 
-A ConductorWorker names an Orkes-style Secret; the operator (running under the chart's RBAC, as a
-Pod with its own ServiceAccount token) and a real worker pod run; then the secret's values are
-searched for everywhere they must not be: logs of the operator and the workers, Events, the
-ConductorWorker (status included), ConfigMaps, the Deployment, and both /metrics endpoints.
+A ConductorWorker names an Orkes-style Secret; the operator (its image, under the chart's RBAC, with
+its ServiceAccount's in-cluster config) and a real worker container run on the kubelet; then the
+secret's values are searched for everywhere they must not be: logs of the operator and the workers
+(read through the kubelet), Events, the ConductorWorker (status included), ConfigMaps, the
+Deployment, and both /metrics endpoints. Inside both containers the kernel's view proves the
+security settings are enforced, not only declared: non-root UID, no capabilities, no_new_privs, a
+read-only root filesystem, and /tmp (an emptyDir) the one writable place.
 (What the chart's RBAC refuses, e.g. Secrets of other namespaces or deleting namespaces, is
 proved in test_chart.py with `kubectl auth can-i`.)
 """
@@ -19,7 +22,7 @@ import yaml
 from kubernetes import client
 
 from helpers import wait_for
-from teststack import demo
+from teststack import demo, images
 from teststack.config import StackConfig
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
@@ -30,10 +33,38 @@ def _kubectl(stack: StackConfig, *args: str, input: str | None = None) -> str:
 
 
 def _container_log(stack: StackConfig, pod: client.V1Pod) -> str:
-    return (stack.run_dir / "pods" / f"{pod.metadata.namespace}_{pod.metadata.name}" / "container.log").read_text()
+    return _kubectl(stack, "logs", "-n", pod.metadata.namespace, pod.metadata.name)
 
 
-def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfig, k8s_api, conductor_url, node_agent):
+# Run inside the container (both images have Python): what the kernel says of the process, and
+# whether the root filesystem and /tmp take a write.
+_PROBE = """
+import json, os
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+def writable(path):
+    try:
+        with open(os.path.join(path, ".probe"), "w") as f:
+            f.write("x")
+        os.remove(os.path.join(path, ".probe"))
+        return True
+    except OSError as exc:
+        return exc.strerror
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(),
+    "cap_eff": status["CapEff"].strip(), "cap_prm": status["CapPrm"].strip(), "cap_bnd": status["CapBnd"].strip(),
+    "no_new_privs": status["NoNewPrivs"].strip(),
+    "root": writable("/"), "workers": writable("/workers") if os.path.isdir("/workers") else "absent",
+    "tmp": writable("/tmp"),
+}))
+"""
+
+
+def _probe(stack: StackConfig, pod: client.V1Pod) -> dict:
+    out = _kubectl(stack, "exec", "-n", pod.metadata.namespace, pod.metadata.name, "--", "python3", "-c", _PROBE)
+    return json.loads(out)
+
+
+def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfig, k8s_api, conductor_url, node):
     core, apps = client.CoreV1Api(k8s_api), client.AppsV1Api(k8s_api)
     key_id, key_secret = f"key-{uuid.uuid4().hex}", f"s3cr3t-{uuid.uuid4().hex}"
     ns = f"sec-{uuid.uuid4().hex[:6]}"
@@ -51,8 +82,8 @@ def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfi
             "kind": "ConductorWorker",
             "metadata": {"name": "secure"},
             "spec": {
-                "conductor": {"serverUrl": conductor_url, "authSecretRef": {"name": "orkes-creds"}},
-                "image": "conductor-worker-runtime:0.1.0",
+                "conductor": {"serverUrl": stack.pod_conductor_url, "authSecretRef": {"name": "orkes-creds"}},
+                "image": images.DEMO_WORKERS_IMAGE,
                 "modules": ["demo_workers"],
                 "tasks": [{"name": "cwo_demo_price"}],
                 "replicas": 1,
@@ -77,6 +108,15 @@ def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfi
             container = pod.spec.containers[0].security_context
             assert container.read_only_root_filesystem is True, pod.metadata.name
             assert container.allow_privilege_escalation is False, pod.metadata.name
+            # ... and enforced by the kernel in the running container
+            seen = _probe(stack, pod)
+            assert seen["uid"] != 0 and seen["gid"] != 0, (pod.metadata.name, seen)
+            assert int(seen["cap_eff"], 16) == 0 and int(seen["cap_prm"], 16) == 0, (pod.metadata.name, seen)
+            assert int(seen["cap_bnd"], 16) == 0, (pod.metadata.name, seen)  # capabilities: drop ALL
+            assert seen["no_new_privs"] == "1", (pod.metadata.name, seen)
+            assert seen["root"] == "Read-only file system", (pod.metadata.name, seen)
+            assert seen["workers"] in ("Read-only file system", "absent"), (pod.metadata.name, seen)
+            assert seen["tmp"] is True, (pod.metadata.name, seen)
 
         places = {
             "worker log": _container_log(stack, worker),

@@ -1,0 +1,105 @@
+"""`scripts/stack.sh up` starts a real node; `down` leaves the machine as it found it; twice in a row.
+
+Runs last (it takes the whole stack down): what the host looks like with no stack is recorded, then two
+up/down cycles each end in exactly that state: no process, mount, network link or namespace, iptables
+rule or chain, cgroup or kubelet host path of the stack is left, and the sysctls are restored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from teststack import images, node
+from teststack.config import REPO_ROOT, StackConfig
+
+pytestmark = [pytest.mark.kube, pytest.mark.conductor, pytest.mark.runs_last]
+
+STACK = ["bash", str(REPO_ROOT / "scripts" / "stack.sh")]
+
+
+def _processes(cfg: StackConfig) -> set[str]:
+    """Processes of the stack: any whose command line names the stack's cache, or that lives in a pod cgroup."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            cgroup = (entry / "cgroup").read_text()
+            exe = Path((entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")).name
+        except OSError:
+            continue
+        if "python" in exe or "pytest" in cmdline:
+            continue  # this test and its runner live in the cache's venv
+        if str(cfg.cache) in cmdline or "kubepods" in cgroup:
+            found.add(cmdline[:200])
+    return found
+
+
+def _run(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def _iptables(binary: str) -> list[str]:
+    out = _run(f"{binary}-save")
+    # counters and the header/footer comments change on their own; rules and chains must not
+    return sorted(re.sub(r"\[\d+:\d+\]", "", line) for line in out.splitlines() if not line.startswith("#"))
+
+
+def host_state(cfg: StackConfig) -> dict[str, object]:
+    mounts = sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    return {
+        "processes": sorted(_processes(cfg)),
+        "mounts": mounts,
+        "links": sorted(re.findall(r"^\d+: ([^:@]+)", _run("ip", "-o", "link"), flags=re.M)),
+        "netns": sorted(_run("ip", "netns", "list").split()),
+        "iptables": _iptables("iptables"),
+        "ip6tables": _iptables("ip6tables"),
+        "cgroups": sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods*")),
+        "host paths": [str(p) for p in node.HOST_PATHS if p.exists()],
+        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
+    }
+
+
+def _diff(before: dict[str, object], after: dict[str, object]) -> dict[str, dict[str, list]]:
+    changes = {}
+    for key in before:
+        b, a = before[key], after[key]
+        if b != a:
+            if isinstance(b, list):
+                changes[key] = {"left": sorted(set(a) - set(b)), "gone": sorted(set(b) - set(a))}
+            else:
+                changes[key] = {"left": [a], "gone": [b]}
+    return changes
+
+
+def _stack(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*STACK, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"stack.sh {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def test_up_down_twice_leaves_the_host_as_it_was(stack: StackConfig, kubectl) -> None:
+    _stack("down")
+    baseline = host_state(stack)
+    for cycle in (1, 2):
+        _stack("up")
+        wide = kubectl("get", "nodes", "-o", "wide").stdout
+        row = next(line for line in wide.splitlines() if line.startswith("cwo-node"))
+        assert " Ready " in row and "containerd://" in row and "v1.34.4" in row, wide
+        pods = kubectl("get", "pods", "-A", "-o", "json").stdout
+        assert json.loads(pods)["items"] == [], "a fresh stack runs no pod"
+        # a real container runs to completion on it (and leaves a sandbox, a veth and mounts to clean up)
+        kubectl("run", "probe", "--image", images.RUNTIME_IMAGE, "--image-pull-policy=Never", "--restart=Never",
+                "--", "--help")  # fmt: skip
+        kubectl("wait", "pod/probe", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=90s")
+        assert "conductor-worker" in kubectl("logs", "probe").stdout
+        assert _processes(stack), "the stack's processes are seen (the check itself works)"
+        _stack("down")
+        changes = _diff(baseline, host_state(stack))
+        assert changes == {}, f"cycle {cycle}: the stack left behind {json.dumps(changes, indent=1)}"
