@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from worker_runtime.client import ConductorClient
-from worker_runtime.runner import TaskHandler
+from worker_runtime.runner import MAX_RESULT_BYTES, TaskHandler
 from worker_runtime.worker import discover
 
 EPILOG = """\
@@ -28,6 +28,8 @@ configuration (flags override environment, environment overrides the decorator's
   CONDUCTOR_WORKER_ALL_<PROP>      every worker's PROP: THREAD_COUNT, POLL_INTERVAL (ms),
                                    POLL_TIMEOUT (ms), BATCH_SIZE, DOMAIN, WORKER_ID, PAUSED
   CONDUCTOR_WORKER_<TASK>_<PROP>   one task's PROP (TASK upper-cased, non-alphanumerics as _)
+  CONDUCTOR_WORKER_ALL_EXECUTION_TIMEOUT  seconds a task may run (also capped by its responseTimeoutSeconds)
+  CONDUCTOR_WORKER_MAX_RESULT_BYTES       largest encoded result sent (same as --max-result-bytes)
 """
 
 
@@ -86,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to finish in-flight tasks after SIGTERM (keep below the pod's grace period)",
     )
     run.add_argument(
+        "--max-result-bytes",
+        type=int,
+        default=int(os.environ.get("CONDUCTOR_WORKER_MAX_RESULT_BYTES", str(MAX_RESULT_BYTES))),
+        help="a larger encoded result fails the task at once (default 20000000: Conductor cannot parse more)",
+    )
+    run.add_argument(
         "--json-logs",
         action="store_true",
         default=os.environ.get("CONDUCTOR_WORKER_JSON_LOGS", "").lower() in ("1", "true"),
@@ -136,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics_port=None if args.metrics_port < 0 else args.metrics_port,
             metrics_host=args.metrics_host,
             drain_timeout=args.drain_timeout,
+            max_result_bytes=args.max_result_bytes,
         )
     except ValueError as exc:
         log.error("%s", exc)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -77,6 +79,8 @@ class ConductorClient:
         key_id = key_id if key_id is not None else os.environ.get("CONDUCTOR_AUTH_KEY")
         key_secret = key_secret if key_secret is not None else os.environ.get("CONDUCTOR_AUTH_SECRET")
         self.auth = TokenAuth(self.base_url, key_id, key_secret, self.session) if key_id and key_secret else None
+        # Called after every request with (method, uri template, status or "error", seconds).
+        self.observer: Callable[[str, str, str, float], None] | None = None
 
     def __repr__(self) -> str:  # never show credentials
         return f"ConductorClient({self.base_url!r}, auth={'on' if self.auth else 'off'})"
@@ -86,11 +90,29 @@ class ConductorClient:
 
     # -- transport -------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, timeout: float | None = None, template: str | None = None, **kwargs: Any
+    ) -> requests.Response:
+        """One API call; `template` (e.g. `/tasks/{taskId}`) labels its timing for `observer`."""
+        started = time.perf_counter()
+        status = "error"
+        try:
+            resp = self._send(method, path, timeout, kwargs)
+            status = str(resp.status_code)
+            return resp
+        except ConductorError as exc:
+            status = str(exc.status) if exc.status else "error"
+            raise
+        finally:
+            if self.observer is not None:
+                self.observer(method, template or path, status, time.perf_counter() - started)
+
+    def _send(self, method: str, path: str, timeout: float | None, kwargs: dict[str, Any]) -> requests.Response:
         url = f"{self.base_url}{path}"
         read_timeout = timeout if timeout is not None else self.timeout[1]
+        given_headers = kwargs.pop("headers", None) or {}
         for attempt in (1, 2):
-            headers = dict(kwargs.pop("headers", None) or {})
+            headers = dict(given_headers)
             try:
                 if self.auth:
                     headers.update(self.auth.headers())
@@ -138,6 +160,7 @@ class ConductorClient:
         resp = self.request(
             "GET",
             f"/tasks/poll/batch/{task_type}",
+            template="/tasks/poll/batch/{taskType}",
             params=params,
             timeout=timeout_ms / 1000 + self.timeout[1],
         )
@@ -146,11 +169,14 @@ class ConductorClient:
             raise ConductorError(f"poll returned {type(tasks).__name__}, expected a list", resp.status_code)
         return tasks
 
-    def update_task(self, result: dict[str, Any]) -> str:
+    def update_task(self, result: dict[str, Any] | bytes) -> str:
+        """Report a result: a dict, or a body already encoded as JSON (the runner encodes once)."""
+        if isinstance(result, bytes):
+            return self.request("POST", "/tasks", data=result, headers={"Content-Type": "application/json"}).text
         return self.request("POST", "/tasks", json=result).text
 
     def get_task(self, task_id: str) -> dict[str, Any]:
-        return self._json(self.request("GET", f"/tasks/{task_id}"))
+        return self._json(self.request("GET", f"/tasks/{task_id}", template="/tasks/{taskId}"))
 
     def update_task_by_ref_name(
         self,
@@ -161,10 +187,18 @@ class ConductorClient:
         worker_id: str | None = None,
     ) -> str:
         params = {"workerid": worker_id} if worker_id else None
-        return self.request("POST", f"/tasks/{workflow_id}/{ref_name}/{status}", params=params, json=output).text
+        path = f"/tasks/{workflow_id}/{ref_name}/{status}"
+        template = "/tasks/{workflowId}/{taskRefName}/{status}"
+        return self.request("POST", path, template=template, params=params, json=output).text
 
     def add_task_log(self, task_id: str, message: str) -> None:
-        self.request("POST", f"/tasks/{task_id}/log", data=message, headers={"Content-Type": "application/json"})
+        self.request(
+            "POST",
+            f"/tasks/{task_id}/log",
+            template="/tasks/{taskId}/log",
+            data=message,
+            headers={"Content-Type": "application/json"},
+        )
 
     def queue_sizes(self) -> dict[str, int]:
         """Every queue's size in one request ({"domain:taskType" or "taskType": size})."""
@@ -198,4 +232,6 @@ class ConductorClient:
 
     def get_workflow(self, workflow_id: str, include_tasks: bool = True) -> dict[str, Any]:
         params = {"includeTasks": str(include_tasks).lower()}
-        return self._json(self.request("GET", f"/workflow/{workflow_id}", params=params))
+        return self._json(
+            self.request("GET", f"/workflow/{workflow_id}", template="/workflow/{workflowId}", params=params)
+        )

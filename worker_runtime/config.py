@@ -2,7 +2,8 @@
 
 Per task:  CONDUCTOR_WORKER_<NAME>_<PROP> or conductor.worker.<name>.<prop>
 Global:    CONDUCTOR_WORKER_ALL_<PROP>   or conductor.worker.all.<prop>
-Props:     poll_interval (ms), domain, worker_id, thread_count, poll_timeout (ms), paused, batch_size
+Props:     poll_interval (ms), domain, worker_id, thread_count, poll_timeout (ms), paused, batch_size,
+           execution_timeout (s)
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ DEFAULTS: dict[str, Any] = {
     "worker_id": None,
     "paused": False,
     "batch_size": None,
+    "execution_timeout": None,
 }
 _CONVERT = {
     "poll_interval": int,
     "poll_timeout": int,
     "thread_count": int,
     "batch_size": int,
+    "execution_timeout": float,
     "paused": lambda v: str(v).strip().lower() in ("1", "true", "yes", "on"),
     "domain": lambda v: str(v) or None,
     "worker_id": lambda v: str(v) or None,
@@ -47,6 +50,7 @@ class WorkerSettings:
     domain: str | None
     worker_id: str
     paused: bool
+    execution_timeout_s: float | None = None  # None: only the task's responseTimeoutSeconds applies
 
 
 def _env_key(name: str) -> str:
@@ -84,6 +88,7 @@ def resolve(
         "domain": spec.domain,
         "worker_id": spec.worker_id,
         "batch_size": spec.batch_size,
+        "execution_timeout": spec.execution_timeout,
     }
     values: dict[str, Any] = {}
     for prop, default in DEFAULTS.items():
@@ -115,4 +120,9 @@ def resolve(
         domain=values["domain"],
         worker_id=values["worker_id"] or default_worker_id(env),
         paused=bool(values["paused"]),
+        execution_timeout_s=_positive_or_none(values["execution_timeout"]),
     )
+
+
+def _positive_or_none(value: Any) -> float | None:
+    return float(value) if value is not None and float(value) > 0 else None

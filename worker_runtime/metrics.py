@@ -28,39 +28,87 @@ _SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
 class WorkerMetrics:
-    """One registry per runtime, so several runtimes in one process (tests) do not collide."""
+    """One registry per runtime, so several runtimes in one process (tests) do not collide.
+
+    Two name sets share it: the seed's (`task_poll_counter_total`, `worker_busy_slots`, ... which the
+    operator's scraper reads) and the set the Conductor SDKs converge on (`task_poll_total`,
+    `task_execution_started_total`, `task_update_time_seconds`, `active_workers`,
+    `http_api_client_request_seconds`, ...), with the SDKs' labels (`status` is SUCCESS or FAILURE
+    on the time histograms), so dashboards built for either work unchanged.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         t = ["taskType"]
+        ts = [*t, "status"]
+        # -- the seed's names ------------------------------------------------------------------------
         self.poll = Counter("task_poll_counter", "Polls sent to the server", t, registry=r)
         self.poll_empty = Counter("task_poll_empty", "Polls that returned no task", t, registry=r)
-        self.poll_error = Counter("task_poll_error", "Polls that failed", [*t, "exception"], registry=r)
         self.polled = Counter("task_polled", "Tasks received from polls", t, registry=r)
-        self.execute = Counter("task_execute_counter", "Tasks executed", [*t, "status"], registry=r)
-        self.execute_error = Counter("task_execute_error", "Task executions that raised", [*t, "exception"], registry=r)
-        self.update_error = Counter(
-            "task_update_error", "Result updates that failed (each attempt)", [*t, "exception"], registry=r
-        )
+        self.execute = Counter("task_execute_counter", "Tasks executed, by result status", ts, registry=r)
         self.result_dropped = Counter(
             "task_result_dropped",
             "Results given up on after the retry deadline (logged in full)",
             t,
             registry=r,
         )
-        self.poll_time = Histogram(
-            "task_poll_time_seconds", "Poll request duration", t, buckets=_TIME_BUCKETS, registry=r
-        )
-        self.execute_time = Histogram(
-            "task_execute_time_seconds", "Worker function duration", t, buckets=_TIME_BUCKETS, registry=r
-        )
-        self.result_size = Histogram(
-            "task_result_size_bytes", "Serialized outputData size", t, buckets=_SIZE_BUCKETS, registry=r
-        )
         self.busy_slots = Gauge("worker_busy_slots", "Slots executing or reporting a task now", t, registry=r)
         self.capacity = Gauge("worker_slot_capacity", "Concurrency slots configured", t, registry=r)
         self.paused = Gauge("task_paused", "1 when polling for the task type is paused", t, registry=r)
+        # -- names shared by the seed and the SDKs ---------------------------------------------------
+        self.poll_error = Counter("task_poll_error", "Polls that failed", [*t, "exception"], registry=r)
+        self.execute_error = Counter("task_execute_error", "Task executions that raised", [*t, "exception"], registry=r)
+        self.update_error = Counter(
+            "task_update_error", "Result updates that failed (each attempt)", [*t, "exception"], registry=r
+        )
+        self.poll_time = Histogram(
+            "task_poll_time_seconds", "Latency of task poll requests", ts, buckets=_TIME_BUCKETS, registry=r
+        )
+        self.execute_time = Histogram(
+            "task_execute_time_seconds", "Duration of worker task execution", ts, buckets=_TIME_BUCKETS, registry=r
+        )
+        self.result_size = Histogram(
+            "task_result_size_bytes", "Serialized size of the task result", t, buckets=_SIZE_BUCKETS, registry=r
+        )
+        # -- the SDKs' names -------------------------------------------------------------------------
+        self.poll_total = Counter("task_poll", "Incremented each time polling is done", t, registry=r)
+        self.execution_started = Counter(
+            "task_execution_started", "Polled tasks dispatched to the worker function", t, registry=r
+        )
+        self.update_time = Histogram(
+            "task_update_time_seconds", "Latency of task result updates", ts, buckets=_TIME_BUCKETS, registry=r
+        )
+        self.active_workers = Gauge("active_workers", "Worker functions executing a task now", t, registry=r)
+        self.uncaught = Counter(
+            "thread_uncaught_exceptions",
+            "Exceptions that escaped a worker function or a poll loop's own handling",
+            ["exception"],
+            registry=r,
+        )
+        self.api_request_time = Histogram(
+            "http_api_client_request_seconds",
+            "Latency of HTTP API client requests",
+            ["method", "uri", "status"],
+            buckets=_TIME_BUCKETS,
+            registry=r,
+        )
+        # -- timeouts ----------------------------------------------------------------------------------
+        self.execution_timeout = Counter(
+            "task_execution_timeout",
+            "Tasks reported FAILED because they ran past responseTimeoutSeconds or execution_timeout",
+            t,
+            registry=r,
+        )
+        self.hung = Gauge(
+            "worker_hung_tasks",
+            "Sync worker functions still running after their task was failed for timeout",
+            t,
+            registry=r,
+        )
+
+    def observe_api_request(self, method: str, uri: str, status: str, seconds: float) -> None:
+        self.api_request_time.labels(method=method, uri=uri, status=status).observe(seconds)
 
 
 class HealthServer:

@@ -1,21 +1,28 @@
 """Poll -> execute -> report, per task type, with concurrency slots; and the TaskHandler running them all.
 
-Each task type has one poll thread and a pool of `thread_count` slots. The poll thread asks the
-server for at most as many tasks as there are free slots (batch poll, server-side long poll), so a
-busy worker never holds tasks it cannot start. A slot stays taken until the task's result is
-accepted by the server: results are retried with backoff and never silently dropped.
+Each task type has one poll thread and `thread_count` slots. The poll thread asks the server for at
+most as many tasks as there are free slots (batch poll, server-side long poll), so a busy worker never
+holds tasks it cannot start. A sync function runs on a thread of its own, an async one as a task on the
+shared event loop. A slot stays taken until the task's result is accepted by the server: results are
+retried with backoff and never silently dropped.
+
+Every task held is a `_Held` whose `state` decides who reports it, so no task is reported twice: the
+thread that computed the result, the watchdog when the task overran its timeout, or the drain at
+the deadline. Transitions happen under the runner's lock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import concurrent.futures
+import dataclasses
 import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from worker_runtime import config as worker_config
@@ -30,18 +37,43 @@ log = logging.getLogger(__name__)
 
 STUCK_AFTER_SECONDS = 120.0
 BUSY_POLL_TIMEOUT_MS = 20  # while tasks flow: take what is queued, do not wait for a full batch
+WATCHDOG_TICK_SECONDS = 0.5
+MAX_RESULT_BYTES = 20_000_000  # Conductor's JSON parser refuses a string longer than this (HTTP 500)
+SHUTDOWN_REASON = "worker shut down before the task finished (drain timeout)"
+
+# States of a held task.
+QUEUED = "queued"  # the server sent more tasks than asked: waits for a slot
+RUNNING = "running"  # the function is executing
+READY = "ready"  # the result is encoded and waits to be sent (first time or between retries)
+SENDING = "sending"  # an update request is in flight
+TAKEN = "taken"  # the watchdog or the drain reports it; the function's late result is discarded
+DONE = "done"
+
+
+@dataclass(eq=False)
+class _Held:
+    """One task this worker holds, from the poll until the server accepts its result."""
+
+    task: Task
+    deadline: float | None  # monotonic; None: no timeout
+    limit: str = ""  # which timeout the deadline comes from, for the reason
+    state: str = QUEUED
+    body: bytes | None = None
+    status: str = ""  # the status in `body`
+    timed_out: bool = False
+    cancel: Callable[[], Any] | None = None  # cancels an async execution
 
 
 class _AsyncLoop:
-    """One event loop thread shared by all `async def` workers."""
+    """One event loop thread shared by all `async def` workers; each task runs as a task on it."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="async-workers", daemon=True)
         self.thread.start()
 
-    def run(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def submit(self, coro: Any) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -56,6 +88,8 @@ class TaskRunner:
         metrics: WorkerMetrics,
         async_loop: _AsyncLoop | None = None,
         update_retry_seconds: float = 900.0,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -63,21 +97,28 @@ class TaskRunner:
         self.metrics = metrics
         self.async_loop = async_loop
         self.update_retry_seconds = update_retry_seconds
+        self.max_result_bytes = max_result_bytes
+        self.clock = clock
+        self.update_backoff = Backoff(base=0.2, cap=10.0)  # a template: each result gets a fresh copy
         self.paused = settings.paused
         self.name = settings.task_name
         self._free = settings.thread_count
         self._cond = threading.Condition()
         self._stopping = threading.Event()
-        self._abort = threading.Event()  # grace period over: stop retrying, report leftovers as failed
-        self._in_flight: dict[str, Task] = {}
-        self._pool = ThreadPoolExecutor(settings.thread_count, thread_name_prefix=f"task-{self.name}")
+        self._abort = threading.Event()  # grace period over: stop retrying, report leftovers
+        self._held: dict[str, _Held] = {}
+        self._waiting: deque[_Held] = deque()  # QUEUED tasks, started as slots free up
+        self._hung = 0
         self._thread = threading.Thread(target=self._poll_loop, name=f"poll-{self.name}", daemon=True)
-        self.heartbeat = time.monotonic()
+        self._report_pool: concurrent.futures.ThreadPoolExecutor | None = None  # async results' updates
+        self.heartbeat = clock()
+        self.loop_error: str | None = None  # why the poll loop died
         self.server_ok: bool | None = None  # last contact with the server (poll or update) worked
-        self.polls_after_stop = 0
         self._labels = {"taskType": self.name}
         metrics.capacity.labels(**self._labels).set(settings.thread_count)
         metrics.busy_slots.labels(**self._labels).set(0)
+        metrics.active_workers.labels(**self._labels).set(0)
+        metrics.hung.labels(**self._labels).set(0)
         metrics.paused.labels(**self._labels).set(1 if self.paused else 0)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -94,16 +135,16 @@ class TaskRunner:
         self._thread.start()
 
     def request_stop(self) -> None:
-        """Stop polling now; in-flight tasks keep running."""
+        """Stop polling now; tasks held keep running."""
         self._stopping.set()
         with self._cond:
             self._cond.notify_all()
 
     def wait_drained(self, deadline: float) -> bool:
-        """Wait until every in-flight task is reported or the monotonic deadline passes."""
+        """Wait until every task held is reported or the monotonic deadline passes."""
         self._thread.join(max(0.0, deadline - time.monotonic()))
         with self._cond:
-            while self._free < self.settings.thread_count:
+            while self._held:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -111,46 +152,78 @@ class TaskRunner:
         return True
 
     def abort(self) -> list[str]:
-        """Grace period over: report tasks still running as FAILED so the server retries them now."""
-        self._abort.set()
+        """Grace period over: a task whose result is computed is reported with it, one still running
+        (or never started) is reported FAILED so the server retries it now. Returns the FAILED ones."""
         with self._cond:
-            leftovers = list(self._in_flight.values())
-        for task in leftovers:
-            result = TaskResult(
+            self._abort.set()
+            taken = [h for h in self._held.values() if h.state in (QUEUED, RUNNING, READY)]
+            unfinished = [h for h in taken if h.state != READY]
+            running = sum(1 for h in taken if h.state == RUNNING)
+            for held in taken:
+                held.state = TAKEN
+            self._waiting.clear()
+        self.metrics.active_workers.labels(**self._labels).dec(running)
+        for held in unfinished:
+            if held.cancel:
+                held.cancel()
+            failed = TaskResult(
                 status=TaskStatus.FAILED,
-                reason_for_incompletion="worker shut down before the task finished (drain timeout)",
-                task_id=task.task_id,
-                workflow_instance_id=task.workflow_instance_id,
+                reason_for_incompletion=SHUTDOWN_REASON,
+                task_id=held.task.task_id,
+                workflow_instance_id=held.task.workflow_instance_id,
                 worker_id=self.settings.worker_id,
             )
+            held.body, held.status = results.encode(failed.to_json(), self.max_result_bytes), str(failed.status)
+        for held in taken:
             try:
-                self.client.update_task(result.to_json())
-            except ConductorError as exc:
-                log.error(
-                    "could not report unfinished task %s at shutdown: %s; the server will time it out",
-                    task.task_id,
-                    exc,
-                )
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        return [t.task_id for t in leftovers]
+                self.client.update_task(held.body)
+            except Exception as exc:
+                self._give_up(held, exc)
+            self._release(held)
+        if self._report_pool is not None:
+            self._report_pool.shutdown(wait=False, cancel_futures=True)
+        return [h.task.task_id for h in unfinished]
 
     @property
     def busy(self) -> int:
         return self.settings.thread_count - self._free
 
-    def alive(self) -> bool:
-        return not self._thread.is_alive() or time.monotonic() - self.heartbeat < STUCK_AFTER_SECONDS
+    @property
+    def hung(self) -> int:
+        """Sync functions still running after their task was failed for timeout."""
+        return self._hung
+
+    def health(self) -> str | None:
+        """Why this task type needs a restart, or None: the poll loop died or is stuck, or as many
+        functions hang past their timeout as there are slots."""
+        if self._stopping.is_set():
+            return None
+        if not self._thread.is_alive():
+            return f"poll loop died: {self.loop_error}" if self.loop_error else "poll loop not running"
+        if self.clock() - self.heartbeat >= STUCK_AFTER_SECONDS:
+            return f"poll loop stuck for {self.clock() - self.heartbeat:.0f}s"
+        if self._hung >= self.settings.thread_count:
+            return f"{self._hung} function(s) hung past their timeout"
+        return None
 
     # -- polling ---------------------------------------------------------------------------------
 
     def _wait_for_slot(self) -> int:
         with self._cond:
             while self._free <= 0 and not self._stopping.is_set():
-                self.heartbeat = time.monotonic()
+                self.heartbeat = self.clock()
                 self._cond.wait(1.0)
             return min(self._free, self.settings.batch_size)
 
     def _poll_loop(self) -> None:
+        try:
+            self._poll_until_stopped()
+        except BaseException as exc:  # the loop is gone: /healthz reports it so the pod restarts
+            self.loop_error = f"{type(exc).__name__}: {exc}"
+            self.metrics.uncaught.labels(exception=type(exc).__name__).inc()
+            log.critical("poll loop of %s died", self.name, exc_info=True)
+
+    def _poll_until_stopped(self) -> None:
         """Two modes, because the server's batch poll waits until it has `count` tasks or the timeout:
         idle, ask for one task with the long-poll timeout (answered as soon as one arrives, one
         request per timeout while nothing comes); busy, ask for every free slot with a short wait
@@ -162,7 +235,7 @@ class TaskRunner:
         error_backoff = Backoff(base=0.5, cap=10.0)
         idle = True
         while not self._stopping.is_set():
-            self.heartbeat = time.monotonic()
+            self.heartbeat = self.clock()
             if self.paused:
                 self._stopping.wait(max(interval, 0.5))
                 continue
@@ -172,17 +245,23 @@ class TaskRunner:
             count, timeout_ms = (1, s.poll_timeout_ms) if idle else (free, busy_timeout_ms)
             started = time.perf_counter()
             self.metrics.poll.labels(**self._labels).inc()
+            self.metrics.poll_total.labels(**self._labels).inc()
             try:
                 tasks = self.client.poll_batch(self.name, s.worker_id, count, timeout_ms, s.domain)
-            except ConductorError as exc:
-                self.server_ok = False
-                self.metrics.poll_error.labels(taskType=self.name, exception=exc.kind).inc()
+                if not isinstance(tasks, list):
+                    raise ConductorError(f"poll returned {type(tasks).__name__}, expected a list", 200)
+            except Exception as exc:
+                kind = exc.kind if isinstance(exc, ConductorError) else type(exc).__name__
+                self.metrics.poll_time.labels(**self._labels, status="FAILURE").observe(time.perf_counter() - started)
+                self.metrics.poll_error.labels(taskType=self.name, exception=kind).inc()
+                if isinstance(exc, ConductorError) and exc.retryable:
+                    self.server_ok = False
                 delay = error_backoff.next_delay()
                 log.warning("poll %s failed (%s); retrying in %.1fs", self.name, exc, delay)
                 self._stopping.wait(delay)
                 continue
             took = time.perf_counter() - started
-            self.metrics.poll_time.labels(**self._labels).observe(took)
+            self.metrics.poll_time.labels(**self._labels, status="SUCCESS").observe(took)
             self.server_ok = True
             error_backoff.reset()
             if not tasks:
@@ -194,113 +273,267 @@ class TaskRunner:
             empty_backoff.reset()
             idle = False
             self.metrics.polled.labels(**self._labels).inc(len(tasks))
+            if len(tasks) > count:
+                log.warning("asked %s for %d task(s), got %d; the extra wait for a slot", self.name, count, len(tasks))
             for raw in tasks:
-                self._dispatch(raw)
+                self._accept(raw)
 
-    def _dispatch(self, raw: Any) -> None:
+    def _accept(self, raw: Any) -> None:
+        """Hold a polled task: start it if a slot is free, else queue it (the server sent more than asked)."""
         if not isinstance(raw, dict) or not raw.get("taskId"):
             log.error("ignoring malformed task from server: %.200r", raw)
             return
         task = Task(raw)
+        deadline, limit = self._deadline(task)
+        held = _Held(task, deadline, limit)
         with self._cond:
+            if task.task_id in self._held:
+                log.warning("task %s polled again while held; ignoring the copy", task.task_id)
+                return
+            self._held[task.task_id] = held
+            self._cond.notify_all()
+            if self._free <= 0:
+                self._waiting.append(held)
+                return
             self._free -= 1
-            self._in_flight[task.task_id] = task
         self.metrics.busy_slots.labels(**self._labels).inc()
-        self._pool.submit(self._handle, task)
+        self._start(held)
 
-    # -- execution and reporting ------------------------------------------------------------------
+    def _deadline(self, task: Task) -> tuple[float | None, str]:
+        limits = []
+        response_timeout = task.raw.get("responseTimeoutSeconds")
+        if isinstance(response_timeout, (int, float)) and response_timeout > 0:
+            limits.append((float(response_timeout), f"responseTimeoutSeconds ({response_timeout:g} s)"))
+        if self.settings.execution_timeout_s:
+            limits.append(
+                (self.settings.execution_timeout_s, f"execution_timeout ({self.settings.execution_timeout_s:g} s)")
+            )
+        if not limits:
+            return None, ""
+        seconds, limit = min(limits)
+        return self.clock() + seconds, limit
 
-    def _handle(self, task: Task) -> None:
-        try:
-            result = self.execute(task)
-            self._report(task, result)
-        except Exception:  # a bug here must not leak the slot
-            log.exception("unexpected error handling task %s", task.task_id)
-        finally:
-            self.metrics.busy_slots.labels(**self._labels).dec()
-            with self._cond:
-                self._free += 1
-                self._in_flight.pop(task.task_id, None)
-                self._cond.notify_all()
+    # -- execution -------------------------------------------------------------------------------
+
+    def _start(self, held: _Held) -> None:
+        with self._cond:
+            if held.state != QUEUED:
+                return
+            held.state = RUNNING
+        self.metrics.execution_started.labels(**self._labels).inc()
+        self.metrics.active_workers.labels(**self._labels).inc()
+        if self.spec.is_async:
+            if self.async_loop is None:
+                raise RuntimeError("async worker without an event loop")
+            future = self.async_loop.submit(self._run_async(held))
+            held.cancel = future.cancel
+        else:
+            threading.Thread(target=self._run_sync, args=(held,), name=f"task-{self.name}", daemon=True).start()
+
+    def _run_sync(self, held: _Held) -> None:
+        self._finish(held, self.execute(held.task))
+
+    async def _run_async(self, held: _Held) -> None:
+        result = await self.execute_async(held.task)
+        if self._report_pool is None:
+            self._report_pool = concurrent.futures.ThreadPoolExecutor(
+                self.settings.thread_count, thread_name_prefix=f"report-{self.name}"
+            )
+        # Updates are blocking HTTP calls: they run on a small pool, never on the event loop.
+        self._report_pool.submit(self._finish, held, result)
 
     def execute(self, task: Task) -> TaskResult:
-        """Run the function on the task's input; never raises (exceptions become FAILED results)."""
+        """Run a sync function on the task's input; never raises (exceptions become FAILED results)."""
         ctx = context.TaskContext(task=task, worker_id=self.settings.worker_id)
         token = context.activate(ctx)
         started = time.perf_counter()
         try:
             args, kwargs = self.spec.binder.bind(task)
-            if self.spec.is_async:
-                if self.async_loop is None:
-                    raise RuntimeError("async worker without an event loop")
-                value = self.async_loop.run(_with_context(ctx, self.spec.func(*args, **kwargs)))
-            else:
-                value = self.spec.func(*args, **kwargs)
-            result = results.from_return(value, task, self.settings.worker_id, ctx.logs)
-        except Exception as exc:
-            self.metrics.execute_error.labels(taskType=self.name, exception=type(exc).__name__).inc()
-            log.warning("task %s (%s) failed: %s: %s", task.task_id, self.name, type(exc).__name__, exc)
-            result = results.from_exception(exc, task, self.settings.worker_id, ctx.logs, self.spec.non_retryable)
+            value = self.spec.func(*args, **kwargs)
+            return self._returned(task, ctx, value, started)
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: reported, not lost
+            return self._raised(task, ctx, exc, started)
         finally:
             context.deactivate(token)
-            self.metrics.execute_time.labels(**self._labels).observe(time.perf_counter() - started)
-        self.metrics.execute.labels(taskType=self.name, status=str(result.status)).inc()
-        return result
 
-    def _report(self, task: Task, result: TaskResult) -> None:
-        """Send the result until the server accepts it; a refusal that retrying cannot fix is
-        turned into a terminal failure with the server's reason, so the workflow does not hang."""
-        body = result.to_json()
-        size = len(json.dumps(body["outputData"]))
-        self.metrics.result_size.labels(**self._labels).observe(size)
-        backoff = Backoff(base=0.2, cap=10.0)
-        deadline = time.monotonic() + self.update_retry_seconds
+    async def execute_async(self, task: Task) -> TaskResult:
+        """Run an async function as a task on the event loop; never raises."""
+        ctx = context.TaskContext(task=task, worker_id=self.settings.worker_id)
+        token = context.activate(ctx)  # the asyncio task has its own context: no other task sees it
+        started = time.perf_counter()
+        try:
+            args, kwargs = self.spec.binder.bind(task)
+            value = await self.spec.func(*args, **kwargs)
+            return self._returned(task, ctx, value, started)
+        except BaseException as exc:  # an escaping SystemExit would stop the shared loop
+            return self._raised(task, ctx, exc, started)
+        finally:
+            context.deactivate(token)
+
+    def _returned(self, task: Task, ctx: context.TaskContext, value: Any, started: float) -> TaskResult:
+        self.metrics.execute_time.labels(**self._labels, status="SUCCESS").observe(time.perf_counter() - started)
+        try:
+            return results.from_return(value, task, self.settings.worker_id, ctx.logs)
+        except results.UnsendableResult as exc:
+            return results.terminal_failure(str(exc), task, self.settings.worker_id)
+
+    def _raised(self, task: Task, ctx: context.TaskContext, exc: BaseException, started: float) -> TaskResult:
+        self.metrics.execute_time.labels(**self._labels, status="FAILURE").observe(time.perf_counter() - started)
+        self.metrics.execute_error.labels(taskType=self.name, exception=type(exc).__name__).inc()
+        if not isinstance(exc, Exception) and not isinstance(exc, asyncio.CancelledError):
+            self.metrics.uncaught.labels(exception=type(exc).__name__).inc()
+        log.warning("task %s (%s) failed: %s: %s", task.task_id, self.name, type(exc).__name__, exc)
+        return results.from_exception(exc, task, self.settings.worker_id, ctx.logs, self.spec.non_retryable)
+
+    def _encode(self, task: Task, result: TaskResult) -> tuple[bytes, str]:
+        """The update's body and status; a result the server could never take (not JSON, too large)
+        becomes a terminal failure naming why, at once: it is never sent, retried or left holding a slot."""
+        try:
+            return results.encode(result.to_json(), self.max_result_bytes), str(result.status)
+        except results.UnsendableResult as exc:
+            log.error("task %s (%s): %s", task.task_id, self.name, exc)
+            failed = results.terminal_failure(str(exc), task, self.settings.worker_id)
+            return results.encode(failed.to_json(), self.max_result_bytes), str(failed.status)
+
+    def _finish(self, held: _Held, result: TaskResult) -> None:
+        """The function returned: report its result, unless the watchdog or the drain already did."""
+        body, status = self._encode(held.task, result)
+        with self._cond:
+            late = held.state != RUNNING
+            if late and held.timed_out and not self.spec.is_async:
+                self._hung -= 1
+                self._cond.notify_all()
+            if not late:
+                held.state, held.body, held.status = READY, body, status
+        if late:
+            if held.timed_out and not self.spec.is_async:
+                self.metrics.hung.labels(**self._labels).dec()
+            log.info("task %s finished after it was reported; its result is discarded", held.task.task_id)
+            return
+        self.metrics.active_workers.labels(**self._labels).dec()
+        self.metrics.execute.labels(taskType=self.name, status=status).inc()
+        self.metrics.result_size.labels(**self._labels).observe(len(body))
+        self._deliver(held)
+
+    # -- timeouts --------------------------------------------------------------------------------
+
+    def expire_overdue(self) -> list[str]:
+        """Fail every running task past its deadline and report it; called by the watchdog.
+        An async task is cancelled; a sync function cannot be stopped and is counted as hung."""
+        now = self.clock()
+        with self._cond:
+            overdue = [h for h in self._held.values() if h.state == RUNNING and h.deadline and now >= h.deadline]
+            for held in overdue:
+                held.state, held.timed_out = TAKEN, True
+                if not self.spec.is_async:
+                    self._hung += 1
+        for held in overdue:
+            self.metrics.execution_timeout.labels(**self._labels).inc()
+            self.metrics.active_workers.labels(**self._labels).dec()
+            if self.spec.is_async:
+                if held.cancel:
+                    held.cancel()
+            else:
+                self.metrics.hung.labels(**self._labels).inc()
+            reason = f"task ran past its {held.limit} in the worker; reported failed, the slot freed"
+            log.error("task %s (%s): %s", held.task.task_id, self.name, reason)
+            failed = TaskResult(
+                status=TaskStatus.FAILED,
+                reason_for_incompletion=reason,
+                task_id=held.task.task_id,
+                workflow_instance_id=held.task.workflow_instance_id,
+                worker_id=self.settings.worker_id,
+            )
+            self.metrics.execute.labels(taskType=self.name, status=str(TaskStatus.FAILED)).inc()
+            with self._cond:
+                held.state, held.status = READY, str(failed.status)
+                held.body = results.encode(failed.to_json(), self.max_result_bytes)
+            threading.Thread(target=self._deliver, args=(held,), name=f"report-{self.name}", daemon=True).start()
+        return [h.task.task_id for h in overdue]
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def _deliver(self, held: _Held) -> None:
+        """Send the result until the server accepts it. A 4xx refusal is replaced by a terminal failure
+        with the server's reason, so the workflow does not hang; anything else is retried."""
+        backoff = dataclasses.replace(self.update_backoff, attempts=0)
+        give_up_at = time.monotonic() + self.update_retry_seconds
         while True:
+            with self._cond:
+                if held.state != READY:  # the drain took it over
+                    return
+                held.state = SENDING
+            started = time.perf_counter()
+            error: Exception | None = None
             try:
-                self.client.update_task(body)
+                self.client.update_task(held.body)
+            except Exception as exc:
+                error = exc
+            took = time.perf_counter() - started
+            status = "FAILURE" if error else "SUCCESS"
+            self.metrics.update_time.labels(**self._labels, status=status).observe(took)
+            with self._cond:
+                held.state = READY if error else DONE
+            if error is None:
                 self.server_ok = True
+                self._release(held)
                 return
-            except ConductorError as exc:
-                self.metrics.update_error.labels(taskType=self.name, exception=exc.kind).inc()
-                if exc.retryable:
-                    self.server_ok = False  # readiness reports the outage even when every slot is busy
-                if not exc.retryable:
-                    if body["status"] != str(TaskStatus.FAILED_WITH_TERMINAL_ERROR):
-                        log.error("server refused result of task %s (%s); reporting it as failed", task.task_id, exc)
-                        body = TaskResult(
-                            status=TaskStatus.FAILED_WITH_TERMINAL_ERROR,
-                            reason_for_incompletion=f"server refused the result: {exc}"[:1000],
-                            task_id=task.task_id,
-                            workflow_instance_id=task.workflow_instance_id,
-                            worker_id=self.settings.worker_id,
-                        ).to_json()
-                        continue
-                    self._give_up(task, body, exc)
-                    return
-                if time.monotonic() > deadline or self._abort.is_set():
-                    self._give_up(task, body, exc)
-                    return
-                delay = backoff.next_delay()
-                log.warning("update of task %s failed (%s); retrying in %.1fs", task.task_id, exc, delay)
-                self._abort.wait(delay)
+            if not isinstance(error, ConductorError):  # a bug in a client: retrying cannot help
+                error = ConductorError(f"{type(error).__name__}: {error}", client_error=type(error).__name__)
+            self.metrics.update_error.labels(taskType=self.name, exception=error.kind).inc()
+            if error.retryable:
+                self.server_ok = False  # readiness reports the outage even when every slot is busy
+            elif self._replace_refused(held, error):
+                continue
+            if not error.retryable or time.monotonic() > give_up_at or self._abort.is_set():
+                with self._cond:
+                    mine = held.state == READY
+                    held.state = DONE if mine else held.state
+                if mine:
+                    self._give_up(held, error)
+                    self._release(held)
+                return
+            delay = backoff.next_delay()
+            log.warning("update of task %s failed (%s); retrying in %.1fs", held.task.task_id, error, delay)
+            self._abort.wait(delay)
 
-    def _give_up(self, task: Task, body: dict[str, Any], exc: Exception) -> None:
+    def _replace_refused(self, held: _Held, exc: ConductorError) -> bool:
+        """The server refused the result (4xx): report a terminal failure with its reason instead,
+        unless that is what it refused. True when there is a new body to send."""
+        if exc.status is None or held.status == str(TaskStatus.FAILED_WITH_TERMINAL_ERROR):
+            return False
+        log.error("server refused the result of task %s (%s); reporting it as failed", held.task.task_id, exc)
+        reason = f"server refused the result: {exc}"
+        failed = results.terminal_failure(reason, held.task, self.settings.worker_id)
+        with self._cond:
+            if held.state != READY:
+                return False
+            held.body, held.status = results.encode(failed.to_json(), self.max_result_bytes), str(failed.status)
+        return True
+
+    def _release(self, held: _Held) -> None:
+        """The task is reported: free its slot, or hand it to a task that waits for one."""
+        with self._cond:
+            if self._held.pop(held.task.task_id, None) is None:
+                return
+            following = self._waiting.popleft() if self._waiting and not self._abort.is_set() else None
+            if following is None:
+                self._free += 1
+            self._cond.notify_all()
+        if following is None:
+            self.metrics.busy_slots.labels(**self._labels).dec()
+        else:
+            self._start(following)
+
+    def _give_up(self, held: _Held, exc: Exception) -> None:
         self.metrics.result_dropped.labels(**self._labels).inc()
         log.error(
-            "RESULT NOT DELIVERED for task %s of workflow %s after retries (%s); result follows: %s",
-            task.task_id,
-            task.workflow_instance_id,
+            "RESULT NOT DELIVERED for task %s of workflow %s (%s); result follows: %s",
+            held.task.task_id,
+            held.task.workflow_instance_id,
             exc,
-            json.dumps(body)[:20000],
+            (held.body or b"").decode()[:20000],
         )
-
-
-async def _with_context(ctx: context.TaskContext, coro: Any) -> Any:
-    token = context.activate(ctx)
-    try:
-        return await coro
-    finally:
-        context.deactivate(token)
 
 
 class TaskHandler:
@@ -316,6 +549,8 @@ class TaskHandler:
         metrics_host: str = "0.0.0.0",
         drain_timeout: float = 25.0,
         update_retry_seconds: float = 900.0,
+        max_result_bytes: int = MAX_RESULT_BYTES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         specs = list(workers.values()) if isinstance(workers, Mapping) else list(workers)
         if not specs:
@@ -324,13 +559,18 @@ class TaskHandler:
         pool = sum(s.thread_count for s in self.settings) + len(specs) + 4
         self.client = client or ConductorClient(pool_size=pool)
         self.metrics = WorkerMetrics()
+        if self.client.observer is None:
+            self.client.observer = self.metrics.observe_api_request
         self.async_loop = _AsyncLoop() if any(s.is_async for s in specs) else None
         self.runners = [
-            TaskRunner(spec, st, self.client, self.metrics, self.async_loop, update_retry_seconds)
+            TaskRunner(
+                spec, st, self.client, self.metrics, self.async_loop, update_retry_seconds, max_result_bytes, clock
+            )
             for spec, st in zip(specs, self.settings, strict=True)
         ]
         self.drain_timeout = drain_timeout
         self._stopped = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="watchdog", daemon=True)
         self._draining = False
         self.drained: bool | None = None  # after stop(): False if tasks were still running at the deadline
         self.health = (
@@ -339,9 +579,23 @@ class TaskHandler:
             else None
         )
 
+    def _watch(self) -> None:
+        """Fail tasks that overran their timeout, twice a second, until stopped."""
+        while not self._stopped.wait(WATCHDOG_TICK_SECONDS):
+            for runner in self.runners:
+                try:
+                    runner.expire_overdue()
+                except Exception:  # keep watching the other runners
+                    self.metrics.uncaught.labels(exception="watchdog").inc()
+                    log.exception("watchdog failed on %s", runner.name)
+
     def _alive(self) -> tuple[bool, dict]:
-        stuck = [r.name for r in self.runners if not r.alive()]
-        return (not stuck, {"stuck": stuck})
+        """Unhealthy when a poll loop died or is stuck, or slots stay stuck in hung functions."""
+        problems = {r.name: why for r in self.runners if (why := r.health())}
+        if self._watchdog.ident is not None and not self._watchdog.is_alive() and not self._stopped.is_set():
+            problems["watchdog"] = "not running"
+        hung = {r.name: r.hung for r in self.runners if r.hung}
+        return (not problems, {"stuck": sorted(problems), "problems": problems, "hung": hung})
 
     def _ready(self) -> tuple[bool, dict]:
         failing = [r.name for r in self.runners if r.server_ok is False]
@@ -354,6 +608,7 @@ class TaskHandler:
             self.health.start()
         for runner in self.runners:
             runner.start()
+        self._watchdog.start()
         return self
 
     def stop(self, grace: float | None = None) -> bool:

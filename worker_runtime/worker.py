@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
+import inspect
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,12 +26,21 @@ class WorkerSpec:
     poll_timeout_millis: int | None = None
     batch_size: int | None = None
     non_retryable: tuple[type[BaseException], ...] = ()
+    execution_timeout: float | None = None
     binder: Binder = field(init=False, repr=False)
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.binder = Binder(self.func)
-        self.is_async = asyncio.iscoroutinefunction(self.func)
+        self.is_async = is_async_callable(self.func)
+
+
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    """An `async def` function, a partial of one, or an object whose `__call__` is `async def`."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    call = getattr(func, "__call__", None)  # noqa: B004 - the method itself is what is inspected
+    return not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
 
 
 _REGISTRY: dict[str, WorkerSpec] = {}
@@ -47,11 +56,13 @@ def worker_task(
     poll_timeout_millis: int | None = None,
     batch_size: int | None = None,
     non_retryable: tuple[type[BaseException], ...] = (),
+    execution_timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a function (sync or async) as the worker of a Conductor task type.
 
     The function stays callable as before; the runtime finds it when its module is imported.
     Exceptions listed in `non_retryable` end the task FAILED_WITH_TERMINAL_ERROR (no server retry).
+    `execution_timeout` (seconds) fails a task that runs longer, like its `responseTimeoutSeconds`.
     """
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -69,6 +80,7 @@ def worker_task(
             poll_timeout_millis,
             batch_size,
             tuple(non_retryable),
+            execution_timeout,
         )
         return func
 

@@ -1,0 +1,90 @@
+"""The metric names: the seed's (read by the operator's scraper) and the Conductor SDKs' shared set."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from test_runner import FakeClient, _raw, _runner, _wait_idle
+
+from worker_runtime.client import ConductorClient, ConductorError
+
+
+def _families(runner) -> dict[str, set[tuple[str, frozenset]]]:
+    text = generate_latest(runner.metrics.registry).decode()
+    out: dict[str, set[tuple[str, frozenset]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, set()).add(frozenset(sample.labels.items()))
+    return out
+
+
+def test_a_task_run_exposes_both_name_sets_with_the_sdk_labels():
+    client = FakeClient()
+    runner = _runner(lambda: {"y": 1}, client)
+    runner._accept(_raw())
+    client.wait_for("accepted", 1)
+    _wait_idle(runner)
+    runner.metrics.poll.labels(taskType="work").inc()  # as the poll loop does
+    seen = _families(runner)
+    task = ("taskType", "work")
+    # the seed's names, which the operator's scraper and existing dashboards read
+    for name in ("worker_busy_slots", "worker_slot_capacity", "task_paused", "task_poll_counter_total"):
+        assert frozenset({task}) in seen[name], name
+    assert frozenset({task, ("status", "COMPLETED")}) in seen["task_execute_counter_total"]
+    # the SDKs' names and labels
+    for name in ("task_execution_started_total", "active_workers", "task_result_size_bytes_count"):
+        assert frozenset({task}) in seen[name], name
+    for name in ("task_execute_time_seconds_count", "task_update_time_seconds_count"):
+        assert frozenset({task, ("status", "SUCCESS")}) in seen[name], name
+
+
+def test_the_sdk_poll_counter_and_timing_follow_the_poll_loop():
+    from worker_runtime.runner import TaskHandler
+    from worker_runtime.worker import WorkerSpec
+
+    client = FakeClient(polls=[[_raw("a")]])
+    handler = TaskHandler([WorkerSpec("work", lambda: {})], client=client)
+    with handler:
+        client.wait_for("accepted", 1)
+        with client._cond:
+            assert client._cond.wait_for(lambda: len(client.asked) >= 2, 10)
+    get = handler.metrics.registry.get_sample_value
+    polls = get("task_poll_total", {"taskType": "work"})
+    assert polls >= 2 and polls == get("task_poll_counter_total", {"taskType": "work"})
+    assert get("task_poll_time_seconds_count", {"taskType": "work", "status": "SUCCESS"}) >= 1
+    assert get("thread_uncaught_exceptions_total", {"exception": "KeyboardInterrupt"}) is None
+
+
+class _Session:
+    """Answers every request with the given status."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def request(self, method, url, **kwargs):
+        resp = requests.Response()
+        resp.status_code, resp._content = self.status, json.dumps([]).encode()
+        return resp
+
+
+def test_api_requests_are_timed_by_uri_template_and_status():
+    from worker_runtime.metrics import WorkerMetrics
+
+    metrics = WorkerMetrics()
+    client = ConductorClient("http://127.0.0.1:9/api")
+    client.observer = metrics.observe_api_request
+    client.session = _Session(200)
+    client.poll_batch("work", "pod", 1, 100)
+    client.session = _Session(503)
+    with pytest.raises(ConductorError):
+        client.get_task("t-123")
+    get = metrics.registry.get_sample_value
+    poll = {"method": "GET", "uri": "/tasks/poll/batch/{taskType}", "status": "200"}
+    assert get("http_api_client_request_seconds_count", poll) == 1
+    assert (
+        get("http_api_client_request_seconds_count", {"method": "GET", "uri": "/tasks/{taskId}", "status": "503"}) == 1
+    )
