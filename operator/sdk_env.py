@@ -21,6 +21,7 @@ SERVER_URL = "CONDUCTOR_SERVER_URL"  # every SDK: the API base; all accept it en
 AUTH_KEY = "CONDUCTOR_AUTH_KEY"
 AUTH_SECRET = "CONDUCTOR_AUTH_SECRET"
 METRICS_PORT = "CONDUCTOR_WORKER_METRICS_PORT"
+POD_NAME = "POD_NAME"  # the worker id of the runtime and the Java example (Go and JavaScript use the host name)
 
 # The task settings a ConductorWorker gives (its spec.tasks[] field names) and what they mean.
 TASK_FIELDS = ("concurrency", "domain", "pollIntervalMs")
@@ -130,7 +131,10 @@ def sdk_env(
         conv = CONVENTIONS[sdk]
     except KeyError:
         raise ValueError(f"unknown sdk {sdk!r}: one of {', '.join(CONVENTIONS)}") from None
-    env: list[dict[str, Any]] = [{"name": SERVER_URL, "value": server_url}]
+    env: list[dict[str, Any]] = [
+        {"name": SERVER_URL, "value": server_url},
+        {"name": POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
     if auth_secret_ref:
         env.append({"name": AUTH_KEY, "valueFrom": _secret_ref(auth_secret_ref, "keyIdKey", "keyId")})
         env.append({"name": AUTH_SECRET, "valueFrom": _secret_ref(auth_secret_ref, "keySecretKey", "keySecret")})

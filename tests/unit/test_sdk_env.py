@@ -11,6 +11,7 @@ from conductor_operator.sdk_env import CONVENTIONS, TASK_FIELDS, sdk_env
 URL = "http://conductor:8080/api"
 TASKS = [{"name": "get-inventory", "domain": "john", "concurrency": 4, "pollIntervalMs": 250}]
 SECRET = {"name": "orkes-creds"}
+POD_NAME = {"fieldRef": {"fieldPath": "metadata.name"}}
 
 
 def as_map(env: list[dict]) -> dict[str, object]:
@@ -63,7 +64,7 @@ def as_map(env: list[dict]) -> dict[str, object]:
 )
 def test_each_sdk_gets_its_own_names(sdk, expected):
     env = as_map(sdk_env(sdk, TASKS, URL))
-    assert env == {"CONDUCTOR_SERVER_URL": URL, **expected}
+    assert env == {"CONDUCTOR_SERVER_URL": URL, "POD_NAME": POD_NAME, **expected}
 
 
 @pytest.mark.parametrize("sdk", sorted(CONVENTIONS))
@@ -89,6 +90,7 @@ def test_unset_fields_leave_the_workers_defaults():
     env = as_map(sdk_env("go", [{"name": "t"}, {"name": "u", "domain": "", "concurrency": 2}], URL, metrics_port=9000))
     assert env == {
         "CONDUCTOR_SERVER_URL": URL,
+        "POD_NAME": POD_NAME,
         "CONDUCTOR_WORKER_METRICS_PORT": "9000",
         "CONDUCTOR_WORKER_U_BATCH_SIZE": "2",
     }

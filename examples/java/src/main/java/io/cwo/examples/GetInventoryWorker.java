@@ -43,6 +43,22 @@ public final class GetInventoryWorker implements Worker {
         return pollingIntervalMs;
     }
 
+    /**
+     * The pod's name as the worker id. The client's default is the local host name, resolved through
+     * /etc/hosts, with HOSTNAME as fallback; where neither resolves it polls with a blank id and the
+     * server refuses every poll.
+     */
+    @Override
+    public String getIdentity() {
+        for (String name : new String[] {"POD_NAME", "HOSTNAME"}) {
+            String value = System.getenv(name);
+            if (value != null && !value.isBlank()) {
+                return value;
+            }
+        }
+        return Worker.super.getIdentity();
+    }
+
     @Override
     public TaskResult execute(Task task) {
         TaskResult result = new TaskResult(task);
