@@ -2,9 +2,9 @@
 
 Each task type has one poll thread and `thread_count` slots. The poll thread asks the server for at
 most as many tasks as there are free slots (batch poll, server-side long poll), so a busy worker never
-holds tasks it cannot start. A sync function runs on a thread of its own, an async one as a task on the
-shared event loop. A slot stays taken until the task's result is accepted by the server: results are
-retried with backoff and never silently dropped.
+holds tasks it cannot start. A sync function runs on a pooled thread (a hung one keeps it), an async
+one as a task on the shared event loop. A slot stays taken until the task's result is accepted by the
+server: results are retried with backoff and never silently dropped.
 
 Every task held is a `_Held` whose `state` decides who reports it, so no task is reported twice: the
 thread that computed the result, the watchdog when the task overran its timeout, or the drain at
@@ -31,6 +31,7 @@ from worker_runtime.backoff import Backoff
 from worker_runtime.client import ConductorClient, ConductorError
 from worker_runtime.metrics import HealthServer, WorkerMetrics
 from worker_runtime.model import Task, TaskResult, TaskStatus
+from worker_runtime.thread_pool import GrowingThreadPool
 from worker_runtime.worker import WorkerSpec
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class TaskRunner:
         self._waiting: deque[_Held] = deque()  # QUEUED tasks, started as slots free up
         self._hung = 0
         self._thread = threading.Thread(target=self._poll_loop, name=f"poll-{self.name}", daemon=True)
+        self._threads = GrowingThreadPool(f"task-{self.name}")  # sync functions; hung ones keep theirs
         self._report_pool: concurrent.futures.ThreadPoolExecutor | None = None  # async results' updates
         self.heartbeat = clock()
         self.loop_error: str | None = None  # why the poll loop died
@@ -328,7 +330,7 @@ class TaskRunner:
             future = self.async_loop.submit(self._run_async(held))
             held.cancel = future.cancel
         else:
-            threading.Thread(target=self._run_sync, args=(held,), name=f"task-{self.name}", daemon=True).start()
+            self._threads.submit(self._run_sync, held)
 
     def _run_sync(self, held: _Held) -> None:
         self._finish(held, self.execute(held.task))
