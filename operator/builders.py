@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from conductor_operator.sdk_env import CONVENTIONS, sdk_env
+
 GROUP = "conductor.io"
 VERSION = "v1alpha1"
 KIND = "ConductorWorker"
@@ -26,6 +28,7 @@ HASH_ANNOTATION = f"{GROUP}/spec-hash"
 DEFAULT_IMAGE = "ghcr.io/conductor-worker-operator/conductor-worker-runtime:0.1.0"
 DEFAULT_METRICS_PORT = 8000
 DEFAULT_GRACE_SECONDS = 60
+DEFAULT_SDK = "python"  # this project's runtime: spec.image + spec.modules
 
 Manifest = dict[str, Any]
 
@@ -94,8 +97,41 @@ def env_task_name(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", task).upper()
 
 
+def sdk(spec: dict[str, Any]) -> str:
+    """The SDK the worker container was written with (python: this project's runtime)."""
+    return spec.get("sdk") or DEFAULT_SDK
+
+
+def is_runtime(spec: dict[str, Any]) -> bool:
+    return sdk(spec) == DEFAULT_SDK
+
+
+def metrics_enabled(spec: dict[str, Any]) -> bool:
+    """False when the worker serves no /metrics: no Service, no scrape, autoscaling on queue depth alone."""
+    return bool((spec.get("metrics") or {}).get("enabled", True))
+
+
 def metrics_port(spec: dict[str, Any]) -> int:
-    return int((spec.get("metrics") or {}).get("port") or DEFAULT_METRICS_PORT)
+    """spec.metrics.port, else the port the SDK's convention serves /metrics on (runtime: 8000)."""
+    port = (spec.get("metrics") or {}).get("port")
+    if port:
+        return int(port)
+    conv = CONVENTIONS.get(sdk(spec))
+    return conv.metrics_port if conv else DEFAULT_METRICS_PORT
+
+
+def metrics_path(spec: dict[str, Any]) -> str:
+    path = (spec.get("metrics") or {}).get("path")
+    if path:
+        return str(path)
+    conv = CONVENTIONS.get(sdk(spec))
+    return conv.metrics_path if conv else "/metrics"
+
+
+def task_slots(spec: dict[str, Any]) -> dict[str, int]:
+    """Slots per pod for each task type (spec.tasks[].concurrency, default 1): the capacity of pods whose
+    SDK reports busy slots but not its capacity (only the runtime exports worker_slot_capacity)."""
+    return {t["name"]: int(t.get("concurrency") or 1) for t in spec.get("tasks") or []}
 
 
 def grace_seconds(spec: dict[str, Any]) -> int:
@@ -124,6 +160,39 @@ _TASK_PROPS = (
 
 def _env_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _override(env: list[dict[str, Any]], *overrides: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Later lists win by name: an override replaces the operator's value instead of duplicating it."""
+    out = list(env)
+    for extra in overrides:
+        extra = list(extra or [])
+        names = {e.get("name") for e in extra}
+        out = [e for e in out if e["name"] not in names] + copy.deepcopy(extra)
+    return out
+
+
+_POD_REFS = [
+    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+]
+
+
+def sdk_container_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Env of a worker written with another SDK: its own variable names (sdk_env), then spec.container.env,
+    then spec.template.env (each overriding the earlier by name)."""
+    conductor = spec.get("conductor") or {}
+    env = sdk_env(
+        sdk(spec),
+        spec.get("tasks") or [],
+        conductor["serverUrl"],
+        conductor.get("authSecretRef"),
+        metrics_port(spec),
+    )
+    have = {e["name"] for e in env}
+    env += [copy.deepcopy(ref) for ref in _POD_REFS if ref["name"] not in have]
+    container = spec.get("container") or {}
+    return _override(env, container.get("env"), (spec.get("template") or {}).get("env"))
 
 
 def worker_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,9 +225,7 @@ def worker_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
             if task.get(field) is not None and task.get(field) != "":
                 env.append({"name": prefix + prop, "value": _env_value(task[field])})
     # User env last and by name: an override replaces the operator's value instead of duplicating it.
-    overrides = list((spec.get("template") or {}).get("env") or [])
-    names = {e.get("name") for e in overrides}
-    return [e for e in env if e["name"] not in names] + copy.deepcopy(overrides)
+    return _override(env, (spec.get("template") or {}).get("env"))
 
 
 def worker_args(spec: dict[str, Any]) -> list[str]:
@@ -170,14 +237,12 @@ def worker_args(spec: dict[str, Any]) -> list[str]:
     return args
 
 
-def _pod_security(template: dict[str, Any]) -> dict[str, Any]:
-    base = {
-        "runAsNonRoot": True,
-        "runAsUser": 1000,
-        "runAsGroup": 1000,
-        "fsGroup": 1000,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+def _pod_security(template: dict[str, Any], runtime: bool) -> dict[str, Any]:
+    """Non-root always. The runtime image's user is known (uid 1000); another SDK's image runs as its own
+    numeric USER (the kubelet refuses a root or non-numeric one), unless the template sets runAsUser."""
+    base: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if runtime:
+        base.update({"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000})
     return {**base, **copy.deepcopy(template.get("securityContext") or {})}
 
 
@@ -190,18 +255,16 @@ def _container_security(template: dict[str, Any]) -> dict[str, Any]:
     return {**base, **copy.deepcopy(template.get("containerSecurityContext") or {})}
 
 
-def pod_template(owner: Owner, spec: dict[str, Any]) -> Manifest:
-    """The worker pod: runtime CLI, env, probes on the metrics port, hardened defaults, overrides."""
-    template = spec.get("template") or {}
-    port = metrics_port(spec)
-    container: dict[str, Any] = {
+def _runtime_container(spec: dict[str, Any]) -> dict[str, Any]:
+    """The conductor-worker runtime: CLI args, its env, /healthz and /readyz probes on the metrics port."""
+    return {
         "name": CONTAINER,
         "image": spec.get("image") or default_image(),
         "imagePullPolicy": spec.get("imagePullPolicy") or "IfNotPresent",
         "command": ["conductor-worker"],
         "args": worker_args(spec),
         "env": worker_env(spec),
-        "ports": [{"name": METRICS_PORT_NAME, "containerPort": port, "protocol": "TCP"}],
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": metrics_port(spec), "protocol": "TCP"}],
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": METRICS_PORT_NAME},
             "periodSeconds": 10,
@@ -214,20 +277,77 @@ def pod_template(owner: Owner, spec: dict[str, Any]) -> Manifest:
             "timeoutSeconds": 2,
             "failureThreshold": 2,
         },
-        "securityContext": _container_security(template),
-        "volumeMounts": [
-            {"name": "tmp", "mountPath": "/tmp"},
-            *copy.deepcopy(template.get("volumeMounts") or []),
-        ],
     }
-    if template.get("envFrom"):
-        container["envFrom"] = copy.deepcopy(template["envFrom"])
-    if template.get("resources"):
-        container["resources"] = copy.deepcopy(template["resources"])
+
+
+def sdk_ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """spec.container.ports, with the metrics port named `metrics` (added when missing) so the Service can
+    target it by name; a user's port that already has another name keeps it."""
+    ports = copy.deepcopy((spec.get("container") or {}).get("ports") or [])
+    if not metrics_enabled(spec):
+        return ports
+    port = metrics_port(spec)
+    named = any(p.get("name") == METRICS_PORT_NAME for p in ports)
+    mine = next((p for p in ports if p.get("containerPort") == port), None)
+    if mine is None:
+        ports.append({"containerPort": port, "protocol": "TCP", **({} if named else {"name": METRICS_PORT_NAME})})
+    elif not mine.get("name") and not named:
+        mine["name"] = METRICS_PORT_NAME
+    return ports
+
+
+def metrics_target_port(spec: dict[str, Any]) -> str | int:
+    """The Service's targetPort: the container port named `metrics`, or the number when that name is taken."""
+    if is_runtime(spec):
+        return METRICS_PORT_NAME
+    port = metrics_port(spec)
+    named = any(p.get("name") == METRICS_PORT_NAME and p.get("containerPort") == port for p in sdk_ports(spec))
+    return METRICS_PORT_NAME if named else port
+
+
+_USER_CONTAINER_FIELDS = ("command", "args", "workingDir", "livenessProbe", "readinessProbe", "startupProbe")
+
+
+def _sdk_container(spec: dict[str, Any]) -> dict[str, Any]:
+    """A worker written with another SDK: the user's image, command and args; the SDK's env; probes only
+    where the user gave them (such a worker may serve no health endpoint: no probe beats a wrong one)."""
+    user = spec.get("container") or {}
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": user["image"],
+        "imagePullPolicy": user.get("imagePullPolicy") or spec.get("imagePullPolicy") or "IfNotPresent",
+    }
+    for field in _USER_CONTAINER_FIELDS:
+        if user.get(field):
+            container[field] = copy.deepcopy(user[field])
+    container["env"] = sdk_container_env(spec)
+    ports = sdk_ports(spec)
+    if ports:
+        container["ports"] = ports
+    return container
+
+
+def pod_template(owner: Owner, spec: dict[str, Any]) -> Manifest:
+    """The worker pod: the runtime or the user's container, env, hardened defaults, template overrides."""
+    template = spec.get("template") or {}
+    runtime = is_runtime(spec)
+    user = spec.get("container") or {}
+    container = _runtime_container(spec) if runtime else _sdk_container(spec)
+    container["securityContext"] = _container_security(template)
+    container["volumeMounts"] = [
+        {"name": "tmp", "mountPath": "/tmp"},
+        *copy.deepcopy(template.get("volumeMounts") or []),
+    ]
+    env_from = [*(template.get("envFrom") or []), *(user.get("envFrom") or [])]
+    if env_from:
+        container["envFrom"] = copy.deepcopy(env_from)
+    resources = user.get("resources") or template.get("resources")
+    if resources:
+        container["resources"] = copy.deepcopy(resources)
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "terminationGracePeriodSeconds": grace_seconds(spec),
-        "securityContext": _pod_security(template),
+        "securityContext": _pod_security(template, runtime),
         "volumes": [{"name": "tmp", "emptyDir": {}}, *copy.deepcopy(template.get("volumes") or [])],
     }
     for field in (
@@ -240,12 +360,15 @@ def pod_template(owner: Owner, spec: dict[str, Any]) -> Manifest:
     ):
         if template.get(field):
             pod_spec[field] = copy.deepcopy(template[field])
-    annotations = {
-        **(template.get("annotations") or {}),
-        "prometheus.io/scrape": "true",
-        "prometheus.io/port": str(port),
-        "prometheus.io/path": "/metrics",
-    }
+    annotations = dict(template.get("annotations") or {})
+    if metrics_enabled(spec):
+        annotations.update(
+            {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(metrics_port(spec)),
+                "prometheus.io/path": metrics_path(spec),
+            }
+        )
     return {
         "metadata": {
             "labels": {**(template.get("labels") or {}), **labels(owner.name)},
@@ -277,6 +400,11 @@ def deployment(owner: Owner, spec: dict[str, Any], replicas: int | None) -> Mani
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": dep_spec}
 
 
+def service_wanted(spec: dict[str, Any]) -> bool:
+    """The Service exists only to expose /metrics (nothing calls a worker)."""
+    return metrics_enabled(spec)
+
+
 def service(owner: Owner, spec: dict[str, Any]) -> Manifest:
     """Headless Service over the worker pods' metrics port (Prometheus scrapes each pod)."""
     return {
@@ -290,7 +418,7 @@ def service(owner: Owner, spec: dict[str, Any]) -> Manifest:
                 {
                     "name": METRICS_PORT_NAME,
                     "port": metrics_port(spec),
-                    "targetPort": METRICS_PORT_NAME,
+                    "targetPort": metrics_target_port(spec),
                     "protocol": "TCP",
                 }
             ],
@@ -299,7 +427,7 @@ def service(owner: Owner, spec: dict[str, Any]) -> Manifest:
 
 
 def service_monitor_wanted(spec: dict[str, Any]) -> bool:
-    return bool(((spec.get("metrics") or {}).get("serviceMonitor") or {}).get("enabled"))
+    return metrics_enabled(spec) and bool(((spec.get("metrics") or {}).get("serviceMonitor") or {}).get("enabled"))
 
 
 def service_monitor(owner: Owner, spec: dict[str, Any]) -> Manifest:
@@ -311,7 +439,9 @@ def service_monitor(owner: Owner, spec: dict[str, Any]) -> Manifest:
         "spec": {
             "selector": {"matchLabels": {**selector_labels(owner.name), "conductor.io/metrics": "true"}},
             "namespaceSelector": {"matchNames": [owner.namespace]},
-            "endpoints": [{"port": METRICS_PORT_NAME, "path": "/metrics", "interval": sm.get("interval") or "30s"}],
+            "endpoints": [
+                {"port": METRICS_PORT_NAME, "path": metrics_path(spec), "interval": sm.get("interval") or "30s"}
+            ],
         },
     }
 

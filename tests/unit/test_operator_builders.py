@@ -176,3 +176,127 @@ def test_env_task_name_and_replica_helpers():
     assert b.fixed_replicas({}) == 1 and b.fixed_replicas({"replicas": 0}) == 0
     assert not b.autoscaling_enabled({}) and b.autoscaling_enabled({"autoscaling": {"enabled": True}})
     assert b.task_names(SPEC) == ["charge-card", "ship"]
+
+
+# -- workers of other SDKs (spec.sdk, spec.container) -----------------------------------------------
+
+GO_SPEC = {
+    "conductor": {"serverUrl": "http://conductor:8080/api", "authSecretRef": {"name": "orkes"}},
+    "sdk": "go",
+    "container": {
+        "image": "registry/go-worker:1",
+        "command": ["/worker"],
+        "args": ["--verbose"],
+        "env": [{"name": "LOG_LEVEL", "value": "debug"}, {"name": "CONDUCTOR_WORKER_METRICS_PORT", "value": "7"}],
+        "ports": [{"name": "http", "containerPort": 8080}],
+    },
+    "metrics": {"path": "/prom"},
+    "tasks": [{"name": "get-inventory", "domain": "john", "concurrency": 4, "pollIntervalMs": 100}],
+    "template": {"env": [{"name": "LOG_LEVEL", "value": "info"}]},
+}
+
+
+def container(spec):
+    return b.deployment(OWNER, spec, 1)["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_sdk_worker_runs_the_users_container_with_its_sdk_env():
+    c = container(GO_SPEC)
+    assert (c["name"], c["image"], c["command"], c["args"]) == (
+        "worker",
+        "registry/go-worker:1",
+        ["/worker"],
+        ["--verbose"],
+    )
+    assert c["imagePullPolicy"] == "IfNotPresent"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["CONDUCTOR_SERVER_URL"]["value"] == "http://conductor:8080/api"
+    # conductor-go's names (sdk_env): concurrency is its batch size
+    assert env["CONDUCTOR_WORKER_GET_INVENTORY_BATCH_SIZE"]["value"] == "4"
+    assert env["CONDUCTOR_WORKER_GET_INVENTORY_DOMAIN"]["value"] == "john"
+    assert env["CONDUCTOR_WORKER_GET_INVENTORY_POLL_INTERVAL"]["value"] == "100"
+    assert env["CONDUCTOR_AUTH_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "orkes", "key": "keyId"}}
+    assert "value" not in env["CONDUCTOR_AUTH_SECRET"]
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # container.env overrides the operator's, template.env overrides both; each name once
+    assert env["CONDUCTOR_WORKER_METRICS_PORT"]["value"] == "7" and env["LOG_LEVEL"]["value"] == "info"
+    assert len(c["env"]) == len(env)
+    # nothing of the python runtime
+    assert not {"CONDUCTOR_WORKER_TASKS", "CONDUCTOR_WORKER_MODULES"} & set(env)
+    assert "CONDUCTOR_WORKER_GET_INVENTORY_THREAD_COUNT" not in env
+
+
+def test_each_sdk_gets_its_own_variable_names_and_metrics_port():
+    names = {
+        "java": ("conductor.worker.get-inventory.threadCount", 9991),
+        "javascript": ("CONDUCTOR_WORKER_GET-INVENTORY_CONCURRENCY", 9090),
+        "go": ("CONDUCTOR_WORKER_GET_INVENTORY_BATCH_SIZE", 2112),
+    }
+    for sdk, (var, port) in names.items():
+        spec = {**GO_SPEC, "sdk": sdk, "container": {"image": "i"}, "template": {}}
+        c = container(spec)
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env[var] == "4", sdk
+        assert env["CONDUCTOR_WORKER_METRICS_PORT"] == str(port), sdk
+        assert c["ports"] == [{"containerPort": port, "protocol": "TCP", "name": "metrics"}], sdk
+        assert b.service(OWNER, spec)["spec"]["ports"][0]["port"] == port
+
+
+def test_sdk_worker_has_no_probe_unless_given_and_the_same_hardening():
+    dep = b.deployment(OWNER, GO_SPEC, 1)
+    pod = dep["spec"]["template"]
+    c = pod["spec"]["containers"][0]
+    assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(c)  # no /healthz to assume
+    assert c["securityContext"] == {
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    sec = pod["spec"]["securityContext"]
+    assert sec["runAsNonRoot"] is True and "runAsUser" not in sec  # the image's numeric USER
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["spec"]["volumes"][0] == {"name": "tmp", "emptyDir": {}}
+    assert pod["metadata"]["annotations"]["prometheus.io/path"] == "/prom"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == "2112"
+    probe = {"httpGet": {"path": "/live", "port": 8080}}
+    spec = copy.deepcopy(GO_SPEC)
+    spec["container"].update(livenessProbe=probe, resources={"limits": {"memory": "64Mi"}}, envFrom=[{"a": 1}])
+    spec["template"] = {"envFrom": [{"t": 1}], "securityContext": {"runAsUser": 4242}}
+    c = container(spec)
+    assert c["livenessProbe"] == probe and "readinessProbe" not in c
+    assert c["resources"] == {"limits": {"memory": "64Mi"}} and c["envFrom"] == [{"t": 1}, {"a": 1}]
+    assert b.deployment(OWNER, spec, 1)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 4242
+
+
+def test_sdk_metrics_port_naming_service_and_service_monitor():
+    # the user's port 8080 stays; the metrics port is added and named
+    assert container(GO_SPEC)["ports"] == [
+        {"name": "http", "containerPort": 8080},
+        {"containerPort": 2112, "protocol": "TCP", "name": "metrics"},
+    ]
+    spec = copy.deepcopy(GO_SPEC)
+    spec["container"]["ports"] = [{"containerPort": 2112}]  # listed without a name: named metrics
+    assert container(spec)["ports"] == [{"containerPort": 2112, "name": "metrics"}]
+    assert b.service(OWNER, spec)["spec"]["ports"][0]["targetPort"] == "metrics"
+    spec["container"]["ports"] = [{"name": "prom", "containerPort": 2112}]  # the user's name is kept
+    assert container(spec)["ports"] == [{"name": "prom", "containerPort": 2112}]
+    assert b.service(OWNER, spec)["spec"]["ports"][0]["targetPort"] == 2112
+    spec["metrics"] = {"path": "/prom", "serviceMonitor": {"enabled": True}}
+    sm = b.service_monitor(OWNER, spec)
+    assert sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/prom", "interval": "30s"}]
+
+
+def test_metrics_disabled_means_no_service_no_scrape_annotations_no_port():
+    spec = {**GO_SPEC, "metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}
+    assert not b.metrics_enabled(spec) and not b.service_wanted(spec) and not b.service_monitor_wanted(spec)
+    pod = b.deployment(OWNER, spec, 1)["spec"]["template"]
+    assert not any(k.startswith("prometheus.io/") for k in pod["metadata"]["annotations"])
+    assert pod["spec"]["containers"][0]["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert b.metrics_enabled(SPEC) and b.service_wanted(SPEC)
+
+
+def test_python_stays_the_default_and_task_slots():
+    assert b.sdk({}) == "python" and b.is_runtime(SPEC) and not b.is_runtime(GO_SPEC)
+    assert b.metrics_port({}) == 8000 and b.metrics_path({}) == "/metrics"
+    assert b.task_slots(SPEC) == {"charge-card": 4, "ship": 1}
+    assert b.task_slots({"tasks": [{"name": "t"}]}) == {"t": 1}
