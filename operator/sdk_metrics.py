@@ -86,7 +86,7 @@ _BY_NAME: dict[str, tuple[Rule, ...]] = {}
 for _rule in RULES:
     _BY_NAME[_rule.name] = (*_BY_NAME.get(_rule.name, ()), _rule)
 _PRIORITY = {rule: i for i, rule in enumerate(RULES)}
-_NAME_END = re.compile(r"[{\s]")
+_PREFIXES = tuple(sorted(_BY_NAME))  # a cheap first filter: most lines of a page are other series or buckets
 _LABEL = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
 
 
@@ -145,22 +145,23 @@ def parse(text: str) -> PageObservation:
     found: dict[tuple[str, Fact], tuple[int, float]] = {}  # (task, fact) -> (rule priority, value)
     sums: dict[tuple[str, Rule], float] = {}
     for line in text.splitlines():
-        if not line or line[0] == "#":
+        if not line.startswith(_PREFIXES):
             continue
-        end = _NAME_END.search(line)
-        if end is None:
+        brace, space = line.find("{"), line.find(" ")
+        end = brace if brace != -1 and (space == -1 or brace < space) else space
+        if end == -1:
             continue
-        rules = _BY_NAME.get(line[: end.start()])
+        rules = _BY_NAME.get(line[:end])
         if rules is None:
             continue
-        if line[end.start()] == "{":
+        if end == brace:
             close = line.rfind("}")
-            if close < end.start():
+            if close < end:
                 continue
-            labels = _labels(line[end.start() + 1 : close])
+            labels = _labels(line[end + 1 : close])
             rest = line[close + 1 :]
         else:
-            labels, rest = {}, line[end.start() :]
+            labels, rest = {}, line[end:]
         value = _value(rest)
         if labels is None or value is None:
             continue
