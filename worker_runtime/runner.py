@@ -62,6 +62,7 @@ class _Held:
     body: bytes | None = None
     status: str = ""  # the status in `body`
     timed_out: bool = False
+    has_slot: bool = False  # a QUEUED task waits without one
     cancel: Callable[[], Any] | None = None  # cancels an async execution
 
 
@@ -256,7 +257,7 @@ class TaskRunner:
                 kind = exc.kind if isinstance(exc, ConductorError) else type(exc).__name__
                 self.metrics.poll_time.labels(**self._labels, status="FAILURE").observe(time.perf_counter() - started)
                 self.metrics.poll_error.labels(taskType=self.name, exception=kind).inc()
-                if isinstance(exc, ConductorError) and exc.retryable:
+                if isinstance(exc, ConductorError):
                     self.server_ok = False
                 delay = error_backoff.next_delay()
                 log.warning("poll %s failed (%s); retrying in %.1fs", self.name, exc, delay)
@@ -298,6 +299,7 @@ class TaskRunner:
                 self._waiting.append(held)
                 return
             self._free -= 1
+            held.has_slot = True
         self.metrics.busy_slots.labels(**self._labels).inc()
         self._start(held)
 
@@ -420,23 +422,29 @@ class TaskRunner:
     # -- timeouts --------------------------------------------------------------------------------
 
     def expire_overdue(self) -> list[str]:
-        """Fail every running task past its deadline and report it; called by the watchdog.
-        An async task is cancelled; a sync function cannot be stopped and is counted as hung."""
+        """Fail every task past its deadline and report it; called by the watchdog. An async task is
+        cancelled; a sync function cannot be stopped and is counted as hung; a task still waiting for
+        a slot is never started."""
         now = self.clock()
         with self._cond:
-            overdue = [h for h in self._held.values() if h.state == RUNNING and h.deadline and now >= h.deadline]
+            overdue = [
+                h for h in self._held.values() if h.state in (QUEUED, RUNNING) and h.deadline and now >= h.deadline
+            ]
+            running = [h for h in overdue if h.state == RUNNING]
             for held in overdue:
+                if held.state == QUEUED:
+                    self._waiting.remove(held)
                 held.state, held.timed_out = TAKEN, True
-                if not self.spec.is_async:
-                    self._hung += 1
+            if not self.spec.is_async:
+                self._hung += len(running)
         for held in overdue:
             self.metrics.execution_timeout.labels(**self._labels).inc()
-            self.metrics.active_workers.labels(**self._labels).dec()
-            if self.spec.is_async:
-                if held.cancel:
+            if held in running:
+                self.metrics.active_workers.labels(**self._labels).dec()
+                if not self.spec.is_async:
+                    self.metrics.hung.labels(**self._labels).inc()
+                elif held.cancel:
                     held.cancel()
-            else:
-                self.metrics.hung.labels(**self._labels).inc()
             reason = f"task ran past its {held.limit} in the worker; reported failed, the slot freed"
             log.error("task %s (%s): %s", held.task.task_id, self.name, reason)
             failed = TaskResult(
@@ -518,10 +526,14 @@ class TaskRunner:
         with self._cond:
             if self._held.pop(held.task.task_id, None) is None:
                 return
+            self._cond.notify_all()
+            if not held.has_slot:
+                return
             following = self._waiting.popleft() if self._waiting and not self._abort.is_set() else None
             if following is None:
                 self._free += 1
-            self._cond.notify_all()
+            else:
+                following.has_slot = True
         if following is None:
             self.metrics.busy_slots.labels(**self._labels).dec()
         else:

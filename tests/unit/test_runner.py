@@ -191,6 +191,30 @@ def test_more_tasks_than_asked_wait_for_a_slot_and_never_overdraw_it():
     assert runner._free == 2
 
 
+def test_a_task_waiting_for_a_slot_holds_none_when_the_drain_reports_it():
+    gate, client = threading.Event(), FakeClient()
+    runner = _runner(lambda: gate.wait(WAIT), client, slots=1)
+    runner._accept(_raw("running"))
+    runner._accept(_raw("waiting"))  # the server sent more than asked
+    assert sorted(runner.abort()) == ["running", "waiting"]
+    assert runner._free == 1 and _metric(runner, "worker_busy_slots") == 0
+    gate.set()
+
+
+def test_a_task_waiting_for_a_slot_past_its_timeout_is_failed_and_never_started():
+    gate, clock, client, started = threading.Event(), FakeClock(), FakeClient(), []
+    runner = _runner(lambda name="": started.append(name) or gate.wait(WAIT), client, slots=1, clock=clock)
+    runner._accept(_raw("first", inputData={"name": "first"}))
+    runner._accept(_raw("second", inputData={"name": "second"}, responseTimeoutSeconds=5))
+    clock.now += 5
+    assert runner.expire_overdue() == ["second"]
+    assert client.wait_for("accepted", 1)[0]["taskId"] == "second"
+    gate.set()
+    client.wait_for("accepted", 2)
+    _wait_idle(runner)
+    assert started == ["first"] and runner.hung == 0 and runner._free == 1
+
+
 # -- timeouts -------------------------------------------------------------------------------------
 
 
