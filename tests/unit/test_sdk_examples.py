@@ -66,3 +66,28 @@ def test_manifest_matches_the_sdk_table(lang):
 def test_hadolint(lang):
     result = subprocess.run(["hadolint", str(EXAMPLES / lang / "Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _unknown_fields(doc, schema, path=""):
+    """Fields the API server would prune or refuse: not in the CRD's structural schema, or off an enum."""
+    if isinstance(doc, dict) and "properties" in schema:
+        for key, value in doc.items():
+            if key in schema["properties"]:
+                yield from _unknown_fields(value, schema["properties"][key], f"{path}.{key}")
+            elif not schema.get("x-kubernetes-preserve-unknown-fields"):
+                yield f"{path}.{key}"
+        yield from (f"{path}.{r} (required)" for r in schema.get("required", []) if r not in doc)
+    elif isinstance(doc, list) and "items" in schema:
+        for i, value in enumerate(doc):
+            yield from _unknown_fields(value, schema["items"], f"{path}[{i}]")
+    elif "enum" in schema and doc not in schema["enum"]:
+        yield f"{path}={doc!r}"
+
+
+@pytest.mark.parametrize("lang", sorted(CONVENTIONS))
+def test_manifest_fits_the_crd_schema(lang):
+    crd = yaml.safe_load((EXAMPLES.parent / "crds" / "conductorworker.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    cw = yaml.safe_load((EXAMPLES / lang / "conductorworker.yaml").read_text())
+    assert list(_unknown_fields(cw, schema)) == []
+    assert set(CONVENTIONS) <= set(schema["properties"]["spec"]["properties"]["sdk"]["enum"])
