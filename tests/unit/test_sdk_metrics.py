@@ -29,10 +29,10 @@ def test_python_runtime_page():
         TASK: TaskObservation(
             busy=0.0,
             capacity=3.0,
-            polls=90.0,
-            empty_polls=65.0,
+            polls=66.0,
+            empty_polls=45.0,
             executions=30.0,
-            execute_seconds=pytest.approx(0.003998569),
+            execute_seconds=pytest.approx(0.003116578),
         )
     }
     assert obs.dialects == {"runtime", "shared"}
