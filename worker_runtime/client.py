@@ -79,8 +79,8 @@ class ConductorClient:
         key_id = key_id if key_id is not None else os.environ.get("CONDUCTOR_AUTH_KEY")
         key_secret = key_secret if key_secret is not None else os.environ.get("CONDUCTOR_AUTH_SECRET")
         self.auth = TokenAuth(self.base_url, key_id, key_secret, self.session) if key_id and key_secret else None
-        # Called after every request with (method, uri template, status or "error", seconds).
-        self.observer: Callable[[str, str, str, float], None] | None = None
+        # Each is called after every request with (method, uri template, status or "error", seconds).
+        self.observers: list[Callable[[str, str, str, float], None]] = []
 
     def __repr__(self) -> str:  # never show credentials
         return f"ConductorClient({self.base_url!r}, auth={'on' if self.auth else 'off'})"
@@ -93,7 +93,7 @@ class ConductorClient:
     def request(
         self, method: str, path: str, *, timeout: float | None = None, template: str | None = None, **kwargs: Any
     ) -> requests.Response:
-        """One API call; `template` (e.g. `/tasks/{taskId}`) labels its timing for `observer`."""
+        """One API call; `template` (e.g. `/tasks/{taskId}`) labels its timing for the observers."""
         started = time.perf_counter()
         status = "error"
         try:
@@ -104,8 +104,8 @@ class ConductorClient:
             status = str(exc.status) if exc.status else "error"
             raise
         finally:
-            if self.observer is not None:
-                self.observer(method, template or path, status, time.perf_counter() - started)
+            for observe in self.observers:
+                observe(method, template or path, status, time.perf_counter() - started)
 
     def _send(self, method: str, path: str, timeout: float | None, kwargs: dict[str, Any]) -> requests.Response:
         url = f"{self.base_url}{path}"

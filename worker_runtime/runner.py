@@ -573,8 +573,6 @@ class TaskHandler:
         pool = sum(s.thread_count for s in self.settings) + len(specs) + 4
         self.client = client or ConductorClient(pool_size=pool)
         self.metrics = WorkerMetrics()
-        if self.client.observer is None:
-            self.client.observer = self.metrics.observe_api_request
         self.async_loop = _AsyncLoop() if any(s.is_async for s in specs) else None
         self.runners = [
             TaskRunner(
@@ -620,6 +618,7 @@ class TaskHandler:
     def start(self) -> TaskHandler:
         if self.health:
             self.health.start()
+        self.client.observers.append(self.metrics.observe_api_request)  # a shared client: removed at stop
         for runner in self.runners:
             runner.start()
         self._watchdog.start()
@@ -645,6 +644,8 @@ class TaskHandler:
                     )
         if self.async_loop:
             self.async_loop.close()
+        if self.metrics.observe_api_request in self.client.observers:
+            self.client.observers.remove(self.metrics.observe_api_request)
         if self.health:
             self.health.stop()
         self._stopped.set()

@@ -30,7 +30,7 @@ class FakeClient:
         self.update_failures: deque[Exception] = deque()
         self.attempts: list[dict] = []  # every update attempt, decoded
         self.accepted: list[dict] = []
-        self.observer = None
+        self.observers: list = []
         self._cond = threading.Condition()
 
     def poll_batch(self, task_type: str, worker_id: str, count: int, timeout_ms: int, domain: str | None) -> Any:

@@ -76,7 +76,7 @@ def test_api_requests_are_timed_by_uri_template_and_status():
 
     metrics = WorkerMetrics()
     client = ConductorClient("http://127.0.0.1:9/api")
-    client.observer = metrics.observe_api_request
+    client.observers.append(metrics.observe_api_request)
     client.session = _Session(200)
     client.poll_batch("work", "pod", 1, 100)
     client.session = _Session(503)
@@ -88,3 +88,21 @@ def test_api_requests_are_timed_by_uri_template_and_status():
     assert (
         get("http_api_client_request_seconds_count", {"method": "GET", "uri": "/tasks/{taskId}", "status": "503"}) == 1
     )
+
+
+def test_a_client_shared_by_handlers_in_turn_times_requests_for_the_running_one_only():
+    from worker_runtime.runner import TaskHandler
+    from worker_runtime.worker import WorkerSpec
+
+    client = ConductorClient("http://127.0.0.1:9/api")
+    client.session = _Session(200)
+    first = TaskHandler([WorkerSpec("work", lambda: {})], client=client, overrides={"paused": True})
+    with first:
+        assert client.observers == [first.metrics.observe_api_request]
+    second = TaskHandler([WorkerSpec("work", lambda: {})], client=client, overrides={"paused": True})
+    with second:
+        client.get_task("t1")
+    assert client.observers == []
+    labels = {"method": "GET", "uri": "/tasks/{taskId}", "status": "200"}
+    assert second.metrics.registry.get_sample_value("http_api_client_request_seconds_count", labels) == 1
+    assert first.metrics.registry.get_sample_value("http_api_client_request_seconds_count", labels) is None
