@@ -30,6 +30,7 @@ from conductor_operator.status import (
     child_failure,
     condition,
     deployment_problems,
+    metrics_verdict,
     queue_depth_status,
     queue_keys,
     ready_condition_args,
@@ -71,6 +72,8 @@ class State:
     problems: tuple[str, ...] = ()
     apply_problems: tuple[Problem, ...] = ()  # children the API server refused at the last apply
     pdb: bool | None = None  # whether our PodDisruptionBudget exists (None: unknown, e.g. after a restart)
+    service: bool | None = None  # whether our Service exists (deleted while metrics.enabled is false)
+    metrics: tuple[bool, str, str] | None = None  # the last MetricsAvailable verdict (kept while no pod runs)
     reachable: bool | None = None
     last_status: dict[str, Any] = field(default_factory=dict)
     last_auto: dict[str, Any] | None = None  # the last autoscaler evaluation, for status writes between them
@@ -173,7 +176,19 @@ class Controller:
             )
             st.applied_generation = applied["metadata"].get("generation")
             st.applied_hash = dep_manifest["metadata"]["annotations"][b.HASH_ANNOTATION]
-        self._child(failures, "apply", "Service", owner.name, lambda: self.kube.apply(b.service(owner, spec)))
+        if b.service_wanted(spec):
+            if self._child(failures, "apply", "Service", owner.name, lambda: self.kube.apply(b.service(owner, spec))):
+                st.service = True
+        elif st.service is not False:
+            gone = self._child(
+                failures,
+                "delete",
+                "Service",
+                owner.name,
+                lambda: self.kube.delete("v1", "Service", owner.namespace, owner.name),
+            )
+            if gone is not None:
+                st.service = False
         sm_crd = self.kube.crd_installed(SERVICE_MONITOR_CRD)
         if sm_crd:
             if b.service_monitor_wanted(spec):
@@ -258,6 +273,16 @@ class Controller:
             scrape = observed.pop("scrape")
             caps = observed.pop("caps")
             fleet = serving(scrape, pods)
+            verdict = metrics_verdict(
+                b.metrics_enabled(spec),
+                len(fleet.metered),
+                len(fleet.unmetered),
+                fleet.errors,
+                fleet.dialects,
+                b.sdk(spec),
+            )
+            if verdict is not None:
+                st.metrics = verdict
             obs = Observation(
                 now=self.clock(),
                 current_replicas=current,
@@ -265,7 +290,7 @@ class Controller:
                 busy_slots=fleet.busy_slots,
                 slot_capacity=fleet.slot_capacity,
                 busy_pods=len(fleet.busy_pods),
-                scraped_pods=len(fleet.pods),
+                scraped_pods=len(fleet.metered),  # pods without busy slots are not utilization samples
                 scrape_errors=len(fleet.errors),
                 task_caps=caps,
             )
@@ -297,6 +322,7 @@ class Controller:
                 "capacity": fleet.slot_capacity,
                 "reason": decision.reason,
                 "scaled": decision.scaled,
+                "metrics": st.metrics,
             }
             self._write_status(body, st, deployment, auto)
 
@@ -324,7 +350,11 @@ class Controller:
             except (ConductorError, requests.RequestException, ValueError) as exc:
                 log.info("%s/%s: task definitions unavailable: %s", ns, name, exc)
         pods = self.kube.list("v1", "Pod", ns, b.selector_string(name))
-        scrape = self.scraper.scrape(pod_targets(pods, b.metrics_port(spec)))
+        if b.metrics_enabled(spec):
+            targets = pod_targets(pods, b.metrics_port(spec), b.metrics_path(spec))
+            scrape = self.scraper.scrape(targets, b.task_slots(spec))
+        else:  # nothing to read: queue depth alone (status says so)
+            scrape = ScrapeResult({}, {})
         return {"depth": depth, "caps": caps, "error": error, "pods": pods, "scrape": scrape}
 
     def _credentials(self, spec: dict[str, Any], namespace: str) -> tuple[str | None, str | None]:
@@ -441,10 +471,15 @@ class Controller:
                     "queue sizes read again" if reachable else auto["error"],
                 )
             st.reachable = reachable
+            verdict = auto.get("metrics")
+            if verdict is None:
+                verdict = (None, "NoPodsScraped", "no running pod to read /metrics from yet")
+            conds.append(condition("MetricsAvailable", *verdict, now, generation, previous))
             status["lastDecisionReason"] = auto["reason"][:1000]
-            status["busySlots"] = auto["busy"]
-            status["slotCapacity"] = auto["capacity"]
-            status["utilization"] = utilization_text(auto["busy"], auto["capacity"])
+            metered = verdict[0] is True
+            status["busySlots"] = auto["busy"] if metered else None
+            status["slotCapacity"] = auto["capacity"] if metered else None
+            status["utilization"] = utilization_text(auto["busy"], auto["capacity"]) if metered else None
             depth, total = queue_depth_status(
                 (body.get("status") or {}).get("queueDepth"), auto["depth"], queue_keys(spec)
             )

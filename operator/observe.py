@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import requests
 
+from conductor_operator import sdk_metrics
 from worker_runtime.client import ConductorClient, ConductorError
 
 log = logging.getLogger(__name__)
@@ -107,95 +107,84 @@ class QueueDepthSource:
 
 @dataclass(frozen=True)
 class PodMetrics:
-    """What one pod's /metrics says (summed over its task types)."""
+    """What one pod's /metrics says (summed over its task types).
+
+    has_busy False: the page (e.g. conductor-go's, or the JavaScript SDK's legacy names) reports no busy
+    slots, so the pod counts neither for utilization nor for busy protection: queue depth alone."""
 
     busy_slots: int = 0
     slot_capacity: int = 0
     polls: float = 0.0
     empty_polls: float = 0.0
     per_task_busy: dict[str, int] = field(default_factory=dict)
+    has_busy: bool = True
+    dialects: frozenset[str] = frozenset()
 
 
-_WANTED = ("worker_busy_slots", "worker_slot_capacity", "task_poll_counter_total", "task_poll_empty_total")
-_TASK_LABEL = re.compile(r'(?:^|,)\s*taskType\s*=\s*"((?:[^"\\]|\\.)*)"')
+def _sum(values: Iterable[float | None]) -> float:
+    return sum((v for v in values if v is not None), 0.0)
 
 
-def _sample(line: str) -> tuple[str, str, float] | None:
-    """(name, taskType, value) of one exposition-format sample line, or None if it cannot be read."""
-    brace = line.find("{")
-    space = line.find(" ")
-    if brace != -1 and (space == -1 or brace < space):
-        name = line[:brace].rstrip()
-        end = line.rfind("}")
-        if end < brace:
-            return None
-        labels, rest = line[brace + 1 : end], line[end + 1 :]
-        found = _TASK_LABEL.search(labels)
-        task = found.group(1).replace('\\"', '"').replace("\\\\", "\\") if found else ""
-    else:
-        if space == -1:
-            return None
-        name, rest, task = line[:space], line[space:], ""
-    parts = rest.split()
-    if not parts:
-        return None
-    try:
-        return name, task, float(parts[0])
-    except ValueError:
-        return None
+def parse_metrics(text: str, slots: Mapping[str, int] | None = None) -> PodMetrics:
+    """Read any Conductor SDK's /metrics page through sdk_metrics' table.
 
-
-def parse_metrics(text: str) -> PodMetrics:
-    """Parse the runtime's Prometheus text (worker_busy_slots / worker_slot_capacity / poll counters).
-
-    Why not prometheus_client's parser: it builds every family and sample of the page (histograms make
-    up most of it) and costs ~5-10 ms per pod, which made a 1,000-pod scrape CPU-bound at several
-    seconds. Only the four series the autoscaler reads are picked out, line by line (~0.1 ms); comments,
-    other series and unreadable lines are skipped.
+    slots: spec.tasks' concurrency per task type, the capacity of a pod whose SDK reports busy slots
+    (`active_workers`) but not its slots (only the runtime exports worker_slot_capacity). Why not
+    prometheus_client's parser: it builds every family and sample (histograms are most of a page), ~5-10 ms
+    a pod, which made a 1,000-pod scrape CPU-bound; the table picks its series out line by line.
     """
-    busy: dict[str, float] = {}
-    capacity: dict[str, float] = {}
-    polls = empty = 0.0
-    for line in text.splitlines():
-        if not line.startswith(_WANTED):
-            continue
-        sample = _sample(line)
-        if sample is None:
-            continue
-        name, task, value = sample
-        if name == "worker_busy_slots":
-            busy[task] = busy.get(task, 0.0) + value
-        elif name == "worker_slot_capacity":
-            capacity[task] = capacity.get(task, 0.0) + value
-        elif name == "task_poll_counter_total":
-            polls += value
-        elif name == "task_poll_empty_total":
-            empty += value
+    page = sdk_metrics.parse(text)
+    slots = slots or {}
+    busy = {t: int(o.busy) for t, o in page.tasks.items() if o.busy is not None}
+    polls = _sum(o.polls for o in page.tasks.values())
+    empty = _sum(o.empty_polls for o in page.tasks.values())
+    if not busy:
+        return PodMetrics(polls=polls, empty_polls=empty, has_busy=False, dialects=page.dialects)
+    capacity = 0.0
+    for task in set(page.tasks) | set(slots):
+        reported = page.tasks[task].capacity if task in page.tasks else None
+        capacity += reported if reported is not None else slots.get(task, 0)
     return PodMetrics(
-        busy_slots=int(sum(busy.values())),
-        slot_capacity=int(sum(capacity.values())),
+        busy_slots=sum(busy.values()),
+        slot_capacity=int(capacity),
         polls=polls,
         empty_polls=empty,
-        per_task_busy={k: int(v) for k, v in busy.items()},
+        per_task_busy=busy,
+        dialects=page.dialects,
     )
 
 
 @dataclass(frozen=True)
 class ScrapeResult:
+    """pods: the pages that answered; errors: the pods whose /metrics did not (the HPA's missing metrics)."""
+
     pods: dict[str, PodMetrics]
     errors: dict[str, str]
 
     @property
+    def metered(self) -> dict[str, PodMetrics]:
+        """The pods that report busy slots: the only ones utilization and busy protection can use."""
+        return {n: p for n, p in self.pods.items() if p.has_busy}
+
+    @property
+    def unmetered(self) -> list[str]:
+        return sorted(n for n, p in self.pods.items() if not p.has_busy)
+
+    @property
     def busy_slots(self) -> int:
-        return sum(p.busy_slots for p in self.pods.values())
+        return sum(p.busy_slots for p in self.metered.values())
 
     @property
     def slot_capacity(self) -> int:
-        return sum(p.slot_capacity for p in self.pods.values())
+        return sum(p.slot_capacity for p in self.metered.values())
 
     @property
     def busy_pods(self) -> list[str]:
-        return sorted(name for name, p in self.pods.items() if p.busy_slots > 0)
+        return sorted(name for name, p in self.metered.items() if p.busy_slots > 0)
+
+    @property
+    def dialects(self) -> frozenset[str]:
+        return frozenset().union(*(p.dialects for p in self.pods.values()))
 
 
 class Scraper:
@@ -214,7 +203,7 @@ class Scraper:
         adapter = requests.adapters.HTTPAdapter(pool_connections=workers, pool_maxsize=workers)
         self._session.mount("http://", adapter)
 
-    def _one(self, url: str, deadline: float) -> PodMetrics:
+    def _one(self, url: str, deadline: float, slots: Mapping[str, int]) -> PodMetrics:
         # identity: the deadline is checked between raw reads (a decoder could wait for more bytes)
         headers = {"Accept-Encoding": "identity"}
         with self._session.get(url, timeout=(self.timeout, self.timeout), stream=True, headers=headers) as resp:
@@ -226,15 +215,14 @@ class Scraper:
                     raise ValueError(f"/metrics larger than {self.MAX_BYTES} bytes")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"/metrics not complete within {self.timeout}s")
-        metrics = parse_metrics(body.decode(resp.encoding or "utf-8", errors="replace"))
-        if metrics.slot_capacity <= 0:  # every runtime exports it (>= 1 slot): this is not a worker's page
-            raise ValueError("no worker_slot_capacity in /metrics")
-        return metrics
+        # A page that answers but reports no busy slots is not an error: it says "queue depth only".
+        return parse_metrics(body.decode(resp.encoding or "utf-8", errors="replace"), slots)
 
-    def scrape(self, targets: dict[str, str]) -> ScrapeResult:
-        """targets: pod name -> http://ip:port/metrics."""
+    def scrape(self, targets: dict[str, str], slots: Mapping[str, int] | None = None) -> ScrapeResult:
+        """targets: pod name -> http://ip:port/path; slots: see parse_metrics."""
         deadline = time.monotonic() + self.timeout
-        futures = {name: self._pool.submit(self._one, url, deadline) for name, url in targets.items()}
+        slots = dict(slots or {})
+        futures = {name: self._pool.submit(self._one, url, deadline, slots) for name, url in targets.items()}
         pods: dict[str, PodMetrics] = {}
         errors: dict[str, str] = {}
         # One wait for all (a read in progress at the deadline may take one more socket timeout).
@@ -255,7 +243,7 @@ class Scraper:
         self._session.close()
 
 
-def pod_targets(pods: Iterable[dict], port: int) -> dict[str, str]:
+def pod_targets(pods: Iterable[dict], port: int, path: str = "/metrics") -> dict[str, str]:
     """Scrape targets from pod status: running pods with an IP that are not being deleted... or are.
 
     Terminating pods are included on purpose: a draining pod may still be busy, and busy protection
@@ -266,5 +254,5 @@ def pod_targets(pods: Iterable[dict], port: int) -> dict[str, str]:
         status = pod.get("status") or {}
         ip = status.get("podIP")
         if ip and status.get("phase") == "Running":
-            out[pod["metadata"]["name"]] = f"http://{ip}:{port}/metrics"
+            out[pod["metadata"]["name"]] = f"http://{ip}:{port}{path}"
     return out

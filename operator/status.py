@@ -153,3 +153,48 @@ def queue_depth_status(
         return patch or None, None
     patch.update(fresh)
     return patch, sum(fresh.values())
+
+
+QUEUE_ONLY = "queue depth only"
+
+
+def metrics_verdict(
+    enabled: bool,
+    metered: int,
+    unmetered: int,
+    errors: dict[str, str],
+    dialects: frozenset[str],
+    sdk: str,
+) -> tuple[bool, str, str] | None:
+    """(status, reason, message) of the MetricsAvailable condition from one scrape; None when there was
+    no pod to scrape (the caller keeps the last verdict: a fleet at zero has not changed its SDK).
+
+    Why it matters to the user: without busy slots the autoscaler runs on the queue depth alone, cannot
+    see a busy pod (no pod-deletion-cost protection) and scales to zero on an empty queue even while a
+    worker still runs its last tasks; the SDK's own drain on SIGTERM is then all that protects them."""
+    seen = ", ".join(sorted(dialects)) or "no known Conductor metric"
+    if not enabled:
+        return (
+            False,
+            "MetricsDisabled",
+            f"{QUEUE_ONLY}: spec.metrics.enabled is false (no busy slots, no busy-pod protection)",
+        )
+    if metered:
+        total = metered + unmetered + len(errors)
+        return True, "BusySlotsRead", f"busy slots read from {metered} of {total} pods ({seen})"
+    if unmetered:
+        return (
+            False,
+            "NoBusySlotMetrics",
+            f"{QUEUE_ONLY}: the {sdk} workers' /metrics ({seen}) report no busy slots "
+            "(no utilization target, no busy-pod protection)",
+        )
+    if errors:
+        name, error = sorted(errors.items())[0]
+        return (
+            False,
+            "MetricsScrapeFailed",
+            f"{QUEUE_ONLY}: no pod's /metrics answered ({name}: {error}); while they do not, the fleet is not "
+            "scaled to zero. If the worker serves no metrics, set spec.metrics.enabled to false",
+        )
+    return None

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from conductor_operator import builders as b
 from conductor_operator.controller import Controller
-from conductor_operator.observe import PodMetrics, ScrapeResult
+from conductor_operator.observe import PodMetrics, ScrapeResult, parse_metrics
 from conductor_operator.taskdefs import TaskLimits
 from worker_runtime.client import ConductorError
 
@@ -123,15 +123,21 @@ class FakeQueues:
 
 
 class FakeScraper:
-    """Scraper stand-in: pod name -> PodMetrics, or a scrape error for the pods named in `errors`."""
+    """Scraper stand-in: pod name -> PodMetrics or a /metrics page (read with the real parser and the slots
+    the controller passes), or a scrape error for the pods named in `errors`."""
 
     def __init__(self) -> None:
         self.metrics: dict[str, PodMetrics] = {}
+        self.pages: dict[str, str] = {}
         self.errors: set[str] = set()
         self.targets: dict[str, str] = {}
+        self.slots: dict[str, int] | None = None
+        self.calls = 0
 
-    def scrape(self, targets: dict[str, str]) -> ScrapeResult:
-        self.targets = dict(targets)
+    def scrape(self, targets: dict[str, str], slots: dict[str, int] | None = None) -> ScrapeResult:
+        self.calls += 1
+        self.targets, self.slots = dict(targets), slots
+        self.metrics.update({n: parse_metrics(text, slots) for n, text in self.pages.items()})
         pods = {n: self.metrics[n] for n in targets if n in self.metrics and n not in self.errors}
         errors = {n: "ConnectionError: refused" for n in targets if n not in pods}
         return ScrapeResult(pods, errors)
@@ -310,3 +316,121 @@ def test_re_enabled_autoscaling_keeps_the_scale_down_window_from_the_count_it_fi
     clock.now += 1000
     ctl.autoscale(body(replicas=4, autoscaling=autoscaling()))
     assert kube.deployment()["spec"]["replicas"] == 4, last_status(kube)["lastDecisionReason"]
+
+
+# -- workers of other SDKs: metrics from each SDK's names, or queue depth alone ----------------------
+
+GO_PAGE = '# TYPE task_poll counter\ntask_poll{taskType="get-inventory"} 76\n'
+
+
+def sdk_body(sdk: str, **spec_kw: Any) -> dict[str, Any]:
+    cw = body(
+        sdk=sdk,
+        container={"image": f"registry/{sdk}-worker:1"},
+        tasks=[{"name": "get-inventory", "domain": "john", "concurrency": 4}],
+        **spec_kw,
+    )
+    del cw["spec"]["image"]
+    return cw
+
+
+def test_a_worker_without_busy_slot_metrics_scales_on_queue_depth_alone_and_to_zero(world):
+    """conductor-go's page has poll counters but no busy slots: the pods answer (no scrape error, so scale
+    to zero is allowed), utilization and busy protection are off, and status says "queue depth only"."""
+    kube, queues, scraper, clock, ctl = world
+    cw = sdk_body(
+        "go", autoscaling=autoscaling(minReplicas=0, cooldownSeconds=30, scaleDown={"stabilizationWindowSeconds": 0})
+    )
+    queues.depths_by_queue["john:get-inventory"] = 40
+    ctl.autoscale(cw)
+    assert kube.deployment()["spec"]["replicas"] == 4, last_status(kube)["lastDecisionReason"]
+    metrics = cond(last_status(kube), "MetricsAvailable")
+    assert (metrics["status"], metrics["reason"]) == ("Unknown", "NoPodsScraped")
+    for i in range(4):
+        kube.add_pod(f"p{i}", f"10.0.0.{i}")
+        scraper.pages[f"p{i}"] = GO_PAGE
+    queues.depths_by_queue["john:get-inventory"] = 0
+    clock.now += 10
+    ctl.autoscale(cw)
+    assert scraper.targets["p0"] == "http://10.0.0.0:2112/metrics"  # the Go convention's port
+    status = last_status(kube)
+    metrics = cond(status, "MetricsAvailable")
+    assert (metrics["status"], metrics["reason"]) == ("False", "NoBusySlotMetrics")
+    assert metrics["message"].startswith("queue depth only") and "go" in metrics["message"]
+    assert status["busySlots"] is None and status["utilization"] is None  # not "0%": unknown
+    assert kube.deployment()["spec"]["replicas"] == 1  # cooling down: no backlog for 10 s of 30
+    clock.now += 31
+    ctl.autoscale(cw)
+    assert kube.deployment()["spec"]["replicas"] == 0, last_status(kube)["lastDecisionReason"]
+    assert not any("pod-deletion-cost" in str(o["metadata"].get("annotations")) for o in kube.objects.values())
+    # at zero there is no pod to read: the condition keeps what the pods said
+    for i in range(4):
+        del kube.objects[("Pod", NS, f"p{i}")]
+    ctl.autoscale(cw)
+    assert cond(last_status(kube), "MetricsAvailable")["reason"] == "NoBusySlotMetrics"
+
+
+def test_busy_slots_from_another_sdks_names_feed_utilization_and_protect_busy_pods(world):
+    """The Java client's active_workers (shared names) gives busy slots; the capacity comes from
+    spec.tasks[].concurrency, which the operator passed to the pods as threadCount."""
+    kube, _, scraper, _, ctl = world
+    cw = sdk_body(
+        "java",
+        metrics={"path": "/prom"},
+        autoscaling=autoscaling(targetUtilization=80, scaleDown={"stabilizationWindowSeconds": 0}),
+    )
+    kube.apply(b.deployment(b.Owner("orders", NS, "uid-1"), cw["spec"], 3))
+    for name, busy in (("a", 3), ("b", 0), ("c", 0)):
+        kube.add_pod(name, f"10.0.1.{len(name)}{busy}")
+        scraper.pages[name] = (
+            f'active_workers{{taskType="get-inventory"}} {busy}.0\ntask_poll_total{{taskType="get-inventory"}} 9\n'
+        )
+    ctl.autoscale(cw)
+    assert scraper.slots == {"get-inventory": 4}
+    assert scraper.targets["a"].endswith(":9991/prom")
+    status = last_status(kube)
+    assert (status["busySlots"], status["slotCapacity"], status["utilization"]) == (3, 12, "25%")
+    metrics = cond(status, "MetricsAvailable")
+    assert (metrics["status"], metrics["reason"]) == ("True", "BusySlotsRead") and "shared" in metrics["message"]
+    assert kube.deployment()["spec"]["replicas"] == 1, status["lastDecisionReason"]
+    cost = {
+        n: kube.objects[("Pod", NS, n)]["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
+        for n in "abc"
+    }
+    assert cost == {"a": "300", "b": "0", "c": "0"}  # the ReplicaSet removes the idle pods first
+
+
+def test_metrics_disabled_deletes_the_service_and_never_scrapes(world):
+    kube, queues, scraper, clock, ctl = world
+    ctl.reconcile(sdk_body("javascript"))
+    assert ("Service", NS, "orders") in kube.objects
+    off = sdk_body("javascript", metrics={"enabled": False}, autoscaling=autoscaling(minReplicas=0, cooldownSeconds=0))
+    ctl.reconcile(off)
+    assert ("Service", NS, "orders") not in kube.objects
+    deletes = len(kube.deleted)
+    kube.add_pod("p0", "10.0.0.9")
+    queues.depths_by_queue["john:get-inventory"] = 5
+    ctl.autoscale(off)
+    assert scraper.calls == 0
+    metrics = cond(last_status(kube), "MetricsAvailable")
+    assert (metrics["status"], metrics["reason"]) == ("False", "MetricsDisabled")
+    assert kube.deployment()["spec"]["replicas"] == 1
+    queues.depths_by_queue["john:get-inventory"] = 0
+    clock.now += 1
+    ctl.autoscale(off)
+    assert kube.deployment()["spec"]["replicas"] == 0, last_status(kube)["lastDecisionReason"]
+    assert [d for d in kube.deleted[deletes:] if d[0] == "Service"] == []  # known gone: not deleted again
+
+
+def test_pods_whose_metrics_do_not_answer_block_scale_to_zero_and_say_why(world):
+    kube, _, scraper, clock, ctl = world
+    cw = sdk_body("go", autoscaling=autoscaling(minReplicas=0, cooldownSeconds=0))
+    kube.apply(b.deployment(b.Owner("orders", NS, "uid-1"), cw["spec"], 1))
+    kube.add_pod("p0", "10.0.0.1")
+    scraper.errors.add("p0")
+    clock.now += 1
+    ctl.autoscale(cw)
+    ctl.autoscale(cw)
+    assert kube.deployment()["spec"]["replicas"] == 1  # the pod might be busy: the HPA's missing-metrics rule
+    metrics = cond(last_status(kube), "MetricsAvailable")
+    assert metrics["reason"] == "MetricsScrapeFailed" and "spec.metrics.enabled" in metrics["message"]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from conductor_operator.main import parse_args
-from conductor_operator.observe import Scraper, parse_metrics, pod_targets, queue_key
+from conductor_operator.observe import Scraper, ScrapeResult, parse_metrics, pod_targets, queue_key
 from conductor_operator.status import (
     condition,
     deployment_problems,
+    metrics_verdict,
     ready_condition_args,
     spec_problems,
     utilization_text,
@@ -43,6 +45,9 @@ worker_slot_capacity{taskType="ship"} 2.0
 """
 
 
+GO_TEXT = 'task_poll{taskType="get-inventory"} 76\n'
+
+
 def test_parse_metrics_sums_slots_and_polls():
     m = parse_metrics(RUNTIME_TEXT)
     assert (m.busy_slots, m.slot_capacity, m.polls, m.empty_polls) == (3, 6, 15.0, 5.0)
@@ -65,7 +70,7 @@ def test_scraper_is_concurrent_and_reports_failures():
         def do_GET(self):
             if self.path == "/slow":
                 threading.Event().wait(3)
-            body = RUNTIME_TEXT.encode()
+            body = (GO_TEXT if self.path == "/go" else RUNTIME_TEXT).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -85,10 +90,12 @@ def test_scraper_is_concurrent_and_reports_failures():
         targets = {f"p{i}": f"http://127.0.0.1:{port}/metrics" for i in range(10)}
         targets["slow"] = f"http://127.0.0.1:{port}/slow"
         targets["dead"] = "http://127.0.0.1:1/metrics"
+        targets["go"] = f"http://127.0.0.1:{port}/go"  # answers without busy slots: not an error
         t0 = time.monotonic()
         result = scraper.scrape(targets)
         assert time.monotonic() - t0 < 2.5  # one timeout, not one per pod
-        assert len(result.pods) == 10 and set(result.errors) == {"slow", "dead"}
+        assert len(result.pods) == 11 and set(result.errors) == {"slow", "dead"}
+        assert result.unmetered == ["go"] and result.pods["go"].polls == 76
         assert result.busy_slots == 30 and result.slot_capacity == 60 and len(result.busy_pods) == 10
     finally:
         scraper.close()
@@ -152,7 +159,8 @@ def test_cli_namespaces(monkeypatch):
 def test_parse_metrics_reads_only_the_autoscaler_series_line_by_line():
     text = (
         'worker_busy_slots{taskType="a\\"b",other="x"} 2\n'
-        "worker_busy_slots 1 1700000000000\n"  # no labels, a timestamp
+        "worker_busy_slots 1 1700000000000\n"  # no task type: not a task's slots
+        'worker_busy_slots{taskType="t"} 1 1700000000000\n'  # a timestamp
         'worker_slot_capacity{ taskType = "q" } 4.0\n'
         'worker_busy_slots_created{taskType="a"} 9\n'  # another series with the same prefix
         'worker_slot_capacity{taskType="z"} not-a-number\n'
@@ -161,4 +169,56 @@ def test_parse_metrics_reads_only_the_autoscaler_series_line_by_line():
     )
     m = parse_metrics(text)
     assert (m.busy_slots, m.slot_capacity, m.polls, m.empty_polls) == (3, 4, 1000.0, 0.0)
-    assert m.per_task_busy == {'a"b': 2, "": 1}
+    assert m.per_task_busy == {'a"b': 2, "t": 1}
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sdk_metrics"
+
+
+@pytest.mark.parametrize(
+    ("fixture", "has_busy", "capacity", "dialects"),
+    [
+        ("python.txt", True, 3, {"runtime", "shared"}),  # worker_slot_capacity on the page wins over the spec
+        ("java.txt", True, 4, {"shared"}),  # active_workers; capacity from spec.tasks[].concurrency
+        ("javascript-canonical.txt", True, 4, {"shared"}),
+        ("javascript.txt", False, 0, {"js-legacy"}),  # legacy names: no busy slots
+        ("go.txt", False, 0, {"go"}),
+    ],
+)
+def test_parse_metrics_reads_every_sdks_real_page(fixture, has_busy, capacity, dialects):
+    m = parse_metrics((FIXTURES / fixture).read_text(), {"get-inventory": 4})
+    assert (m.has_busy, m.slot_capacity, set(m.dialects)) == (has_busy, capacity, dialects)
+    assert m.busy_slots == 0 and m.polls > 0  # captured idle, after 30 workflows
+    assert m.per_task_busy == ({"get-inventory": 0} if has_busy else {})
+
+
+def test_scrape_result_counts_only_pods_that_report_busy_slots():
+    pods = {
+        "java": parse_metrics('active_workers{taskType="t"} 2\n', {"t": 3}),
+        "go": parse_metrics('task_poll{taskType="t"} 5\n', {"t": 3}),
+        "page": parse_metrics("<html>not metrics</html>", {"t": 3}),
+    }
+    result = ScrapeResult(pods, {"dead": "ConnectionError"})
+    assert (result.busy_slots, result.slot_capacity, result.busy_pods) == (2, 3, ["java"])
+    assert set(result.metered) == {"java"} and result.unmetered == ["go", "page"]
+    assert result.dialects == {"shared", "go"}
+
+
+def test_metrics_verdict():
+    none: frozenset[str] = frozenset()
+    ok = metrics_verdict(True, 2, 1, {"x": "e"}, frozenset({"shared"}), "java")
+    assert ok == (True, "BusySlotsRead", "busy slots read from 2 of 4 pods (shared)")
+    off = metrics_verdict(False, 0, 0, {}, none, "go")
+    assert off[:2] == (False, "MetricsDisabled") and off[2].startswith("queue depth only")
+    quiet = metrics_verdict(True, 0, 2, {}, frozenset({"go"}), "go")
+    assert quiet[:2] == (False, "NoBusySlotMetrics") and "go workers' /metrics (go)" in quiet[2]
+    unknown = metrics_verdict(True, 0, 1, {}, none, "javascript")
+    assert "no known Conductor metric" in unknown[2]
+    failed = metrics_verdict(True, 0, 0, {"b": "Timeout", "a": "ConnectionError: refused"}, none, "go")
+    assert failed[:2] == (False, "MetricsScrapeFailed") and "a: ConnectionError: refused" in failed[2]
+    assert metrics_verdict(True, 0, 0, {}, none, "go") is None  # no pod: the caller keeps the last verdict
+
+
+def test_pod_targets_use_the_metrics_path():
+    pods = [{"metadata": {"name": "a"}, "status": {"phase": "Running", "podIP": "10.0.0.1"}}]
+    assert pod_targets(pods, 2112, "/prom") == {"a": "http://10.0.0.1:2112/prom"}
