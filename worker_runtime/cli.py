@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-result-bytes",
         type=int,
         default=int(os.environ.get("CONDUCTOR_WORKER_MAX_RESULT_BYTES", str(MAX_RESULT_BYTES))),
-        help="a larger encoded result fails the task at once (default 20000000: Conductor cannot parse more)",
+        help="a larger encoded result fails the task at once (default 20000000: Conductor's JSON parser "
+        "refuses a longer string)",
     )
     run.add_argument(
         "--json-logs",

@@ -78,3 +78,13 @@ def test_token_expiry_reads_the_jwt_exp_claim_or_falls_back():
     claims = base64.urlsafe_b64encode(json.dumps({"exp": 2_000_000_000}).encode()).decode().rstrip("=")
     assert token_expiry(f"h.{claims}.s", now=0) == 2_000_000_000
     assert token_expiry("opaque-token", now=100) == 100 + DEFAULT_TTL
+
+
+def test_execution_timeout_from_the_decorator_or_the_environment_and_off_when_not_positive():
+    assert resolve(_spec(), env={}).execution_timeout_s is None
+    assert resolve(_spec(execution_timeout=30), env={}).execution_timeout_s == 30
+    env = {"CONDUCTOR_WORKER_ORDER_CREATED_EXECUTION_TIMEOUT": "2.5"}
+    assert resolve(_spec(execution_timeout=30), env).execution_timeout_s == 2.5
+    assert resolve(_spec(), {"CONDUCTOR_WORKER_ALL_EXECUTION_TIMEOUT": "0"}).execution_timeout_s is None
+    with pytest.raises(ValueError, match="execution_timeout"):
+        resolve(_spec(), {"CONDUCTOR_WORKER_ALL_EXECUTION_TIMEOUT": "soon"})
