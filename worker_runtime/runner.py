@@ -67,12 +67,29 @@ class _Held:
 
 
 class _AsyncLoop:
-    """One event loop thread shared by all `async def` workers; each task runs as a task on it."""
+    """One event loop thread shared by all `async def` workers; each task runs as a task on it.
 
-    def __init__(self) -> None:
+    An async function that blocks (a sync sleep, a CPU loop) stalls every other one: the watchdog's
+    `beat` stops landing, and /healthz reports the loop blocked."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.last_beat = clock()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="async-workers", daemon=True)
         self.thread.start()
+
+    def beat(self) -> None:
+        self.loop.call_soon_threadsafe(self._mark)
+
+    def _mark(self) -> None:
+        self.last_beat = self.clock()
+
+    def problem(self) -> str | None:
+        if not self.thread.is_alive():
+            return "event loop not running"
+        stalled = self.clock() - self.last_beat
+        return f"event loop blocked for {stalled:.0f}s" if stalled >= STUCK_AFTER_SECONDS else None
 
     def submit(self, coro: Any) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -573,7 +590,7 @@ class TaskHandler:
         pool = sum(s.thread_count for s in self.settings) + len(specs) + 4
         self.client = client or ConductorClient(pool_size=pool)
         self.metrics = WorkerMetrics()
-        self.async_loop = _AsyncLoop() if any(s.is_async for s in specs) else None
+        self.async_loop = _AsyncLoop(clock) if any(s.is_async for s in specs) else None
         self.runners = [
             TaskRunner(
                 spec, st, self.client, self.metrics, self.async_loop, update_retry_seconds, max_result_bytes, clock
@@ -594,6 +611,8 @@ class TaskHandler:
     def _watch(self) -> None:
         """Fail tasks that overran their timeout, twice a second, until stopped."""
         while not self._stopped.wait(WATCHDOG_TICK_SECONDS):
+            if self.async_loop:
+                self.async_loop.beat()
             for runner in self.runners:
                 try:
                     runner.expire_overdue()
@@ -606,6 +625,8 @@ class TaskHandler:
         problems = {r.name: why for r in self.runners if (why := r.health())}
         if self._watchdog.ident is not None and not self._watchdog.is_alive() and not self._stopped.is_set():
             problems["watchdog"] = "not running"
+        if self.async_loop and not self._stopped.is_set() and (why := self.async_loop.problem()):
+            problems["async-workers"] = why
         hung = {r.name: r.hung for r in self.runners if r.hung}
         return (not problems, {"stuck": sorted(problems), "problems": problems, "hung": hung})
 

@@ -290,6 +290,32 @@ def test_healthz_fails_when_hung_functions_fill_the_slots():
         assert handler._alive()[0]
 
 
+def test_healthz_fails_when_an_async_function_blocks_the_event_loop():
+    clock, release, blocking = FakeClock(), threading.Event(), threading.Event()
+
+    async def blocks_the_loop():
+        blocking.set()
+        release.wait(WAIT)  # a sync wait inside async def: every other async task stalls
+        return {}
+
+    client = FakeClient(polls=[[_raw(responseTimeoutSeconds=3600)]])
+    handler = TaskHandler([WorkerSpec("work", blocks_the_loop)], client=client, clock=clock)
+    with handler:
+        assert blocking.wait(WAIT)
+        assert handler._alive()[0]
+        clock.now += 120
+        ok, detail = handler._alive()
+        assert not ok and detail["problems"]["async-workers"] == "event loop blocked for 120s"
+        release.set()
+        client.wait_for("accepted", 1)
+        handler.async_loop.beat()
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), handler.async_loop.loop).result(WAIT)  # after the beat
+        runner = handler.runners[0]
+        with client._cond:  # the poll loop, too, beats again after the clock's jump
+            assert client._cond.wait_for(lambda: runner.heartbeat == clock.now, WAIT)
+        assert handler.async_loop.last_beat == clock.now and handler._alive()[0]
+
+
 # -- poll loop ------------------------------------------------------------------------------------
 
 
