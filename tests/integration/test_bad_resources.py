@@ -10,6 +10,7 @@ API server refuses, here.)
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,10 +32,12 @@ def crd(kubectl):
 
 
 def manifest(name: str, spec: dict) -> str:
+    """A ConductorWorker of the python runtime with `spec` merged in (a None value removes a field)."""
     base = {"conductor": {"serverUrl": "http://127.0.0.1:18080/api"}, "image": "example.invalid/w:1", "tasks": TASK}
+    merged = {k: v for k, v in {**base, **spec}.items() if v is not None}
     return yaml.safe_dump(
         {"apiVersion": "conductor.io/v1alpha1", "kind": "ConductorWorker", "metadata": {"name": name},
-         "spec": {**base, **spec}}
+         "spec": merged}
     )  # fmt: skip
 
 
@@ -70,6 +73,47 @@ CASES = [
         {"conductor": {"serverUrl": "http://127.0.0.1:18080/api", "authSecretRef": {}}},
         "spec.conductor.authSecretRef.name: Required value",
     ),
+    # workers of other SDKs (spec.sdk, spec.container); `image: None` drops the python runtime's image
+    ("sdk-unknown", {"sdk": "rust"}, 'supported values: "python", "go", "java", "javascript"'),
+    ("container-for-python", {"container": {"image": "x/w:1"}}, "spec.container is for workers written with"),
+    ("go-without-container", {"sdk": "go", "image": None}, "spec.container (at least its image) is required"),
+    ("go-with-runtime-image", {"sdk": "go", "container": {"image": "x/w:1"}}, "spec.image and spec.modules belong"),
+    (
+        "go-with-modules",
+        {"sdk": "go", "image": None, "container": {"image": "x/w:1"}, "modules": ["m"]},
+        "spec.image and spec.modules belong to the python runtime",
+    ),
+    (
+        "go-with-batch-size",
+        {"sdk": "go", "image": None, "container": {"image": "x/w:1"}, "tasks": [{"name": "a", "batchSize": 2}]},
+        "tasks[].pollTimeoutMs, batchSize and paused are settings of the python runtime",
+    ),
+    ("container-without-image", {"sdk": "java", "image": None, "container": {}}, "spec.container.image: Required"),
+    (
+        "resources-twice",
+        {
+            "sdk": "java",
+            "image": None,
+            "container": {"image": "x/w:1", "resources": {"limits": {"memory": "1Gi"}}},
+            "template": {"resources": {"limits": {"memory": "1Gi"}}},
+        },
+        "spec.container.resources or spec.template.resources, not both",
+    ),
+    (
+        "port-name",
+        {
+            "sdk": "go",
+            "image": None,
+            "container": {"image": "x/w:1", "ports": [{"name": "Prom_Port", "containerPort": 9}]},
+        },
+        "spec.container.ports[0].name in body should match",
+    ),
+    (
+        "service-monitor-without-metrics",
+        {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}},
+        "metrics.serviceMonitor.enabled needs metrics.enabled",
+    ),
+    ("metrics-path", {"metrics": {"path": "metrics"}}, "spec.metrics.path in body should match"),
 ]
 
 
@@ -132,6 +176,25 @@ def test_fallback_failure_threshold_defaults_to_three(crd, kubectl, namespace):
     kubectl("apply", "-n", namespace, "-f", "-", input=manifest("fallback", spec))
     obj = json.loads(kubectl("get", "cw", "fallback", "-n", namespace, "-o", "json").stdout)
     assert obj["spec"]["autoscaling"]["fallback"] == {"failureThreshold": 3}
+
+
+def test_workers_of_every_sdk_are_accepted_and_python_stays_the_default(crd, kubectl, namespace):
+    kubectl("apply", "-n", namespace, "-f", "-", input=manifest("runtime", {}))
+    obj = json.loads(kubectl("get", "cw", "runtime", "-n", namespace, "-o", "json").stdout)
+    assert obj["spec"]["sdk"] == "python" and obj["spec"]["metrics"] == {"enabled": True}
+    for sdk in ("go", "java", "javascript"):
+        container = {"image": f"example.invalid/{sdk}:1", "command": ["/w"], "ports": [{"containerPort": 2112}]}
+        spec = {"sdk": sdk, "image": None, "container": container, "metrics": {"path": "/prom"}}
+        kubectl("apply", "-n", namespace, "-f", "-", input=manifest(f"w-{sdk}", spec))
+        obj = json.loads(kubectl("get", "cw", f"w-{sdk}", "-n", namespace, "-o", "json").stdout)
+        assert obj["spec"]["container"]["ports"] == [{"containerPort": 2112, "protocol": "TCP"}]
+    out = kubectl("explain", "cw.spec.container").stdout
+    for field in ("image", "command", "args", "env", "envFrom", "ports", "resources", "livenessProbe"):
+        assert re.search(rf"^\s+{field}\s+<", out, re.M), (field, out)
+    assert "no probe unless given here" in " ".join(out.split())
+    assert "python 8000, go 2112, java 9991, javascript 9090" in " ".join(
+        kubectl("explain", "cw.spec.metrics.port").stdout.split()
+    )
 
 
 # -- with the operator: children the API server refuses, the PodDisruptionBudget -------------------------

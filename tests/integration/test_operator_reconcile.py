@@ -243,6 +243,65 @@ def test_explain_teaches_the_api(crd, kubectl):
     assert "Concurrent execution slots per pod" in out
 
 
+def test_a_go_worker_runs_its_own_container_with_the_sdks_env(operator, kubectl, k8s_api, namespace):
+    """examples/go's manifest (its serverUrl pointed at loopback): the user's image with conductor-go's
+    variable names, the metrics port named for the Service, no probe, the runtime's hardening; pods never
+    run here, so the MetricsAvailable condition waits for a pod."""
+    example = yaml.safe_load((REPO / "examples" / "go" / "conductorworker.yaml").read_text())
+    example["spec"]["conductor"]["serverUrl"] = "http://127.0.0.1:1/api"
+    example["spec"]["autoscaling"].update(minReplicas=1, pollingIntervalSeconds=1)
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(example))
+    name = example["metadata"]["name"]
+    dep = wait_for(lambda: deployment(k8s_api, namespace, name), 20, "the Deployment")
+    c = dep.spec.template.spec.containers[0]
+    assert c.image == example["spec"]["container"]["image"] and c.command is None and c.args is None
+    env = {e.name: e.value for e in c.env}
+    assert env["CONDUCTOR_WORKER_GET_INVENTORY_BATCH_SIZE"] == "4"
+    assert env["CONDUCTOR_WORKER_GET_INVENTORY_DOMAIN"] == "john"
+    assert env["CONDUCTOR_WORKER_METRICS_PORT"] == "2112"
+    assert "CONDUCTOR_WORKER_TASKS" not in env and "CONDUCTOR_WORKER_GET_INVENTORY_THREAD_COUNT" not in env
+    assert [(p.name, p.container_port) for p in c.ports] == [("metrics", 2112)]
+    assert c.liveness_probe is None and c.readiness_probe is None
+    assert c.security_context.read_only_root_filesystem is True and c.security_context.capabilities.drop == ["ALL"]
+    assert dep.spec.template.spec.security_context.run_as_non_root is True
+    svc = client.CoreV1Api(k8s_api).read_namespaced_service(name, namespace)
+    assert svc.spec.ports[0].port == 2112 and svc.spec.ports[0].target_port == "metrics"
+
+    def metrics_condition():
+        return cond(get_json(kubectl, "cw", name, "-n", namespace), "MetricsAvailable")
+
+    got = wait_for(metrics_condition, 30, "the MetricsAvailable condition")
+    assert (got["status"], got["reason"]) == ("Unknown", "NoPodsScraped")
+
+
+def test_metrics_disabled_removes_the_service_and_status_says_queue_depth_only(operator, kubectl, k8s_api, namespace):
+    spec = {
+        "sdk": "javascript",
+        "image": None,
+        "container": {"image": "example.invalid/js:1"},
+        "tasks": [{"name": "get-inventory", "concurrency": 2}],
+        "autoscaling": {"enabled": True, "minReplicas": 1, "pollingIntervalSeconds": 1},
+    }
+    body = yaml.safe_load(cw("js", **spec))
+    body["spec"] = {k: v for k, v in body["spec"].items() if v is not None}
+    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+    core = client.CoreV1Api(k8s_api)
+    wait_for(lambda: core.list_namespaced_service(namespace).items, 20, "the Service")
+    env = {e.name: e.value for e in deployment(k8s_api, namespace, "js").spec.template.spec.containers[0].env}
+    assert env["CONDUCTOR_WORKER_GET-INVENTORY_CONCURRENCY"] == "2"  # the JavaScript SDK's own name
+    kubectl("patch", "cw", "js", "-n", namespace, "--type=merge", "-p", '{"spec":{"metrics":{"enabled":false}}}')
+    wait_for(lambda: not core.list_namespaced_service(namespace).items, 20, "the Service deleted")
+
+    def disabled():
+        got = cond(get_json(kubectl, "cw", "js", "-n", namespace), "MetricsAvailable")
+        return got if got and got["reason"] == "MetricsDisabled" else None
+
+    got = wait_for(disabled, 30, "MetricsAvailable False, MetricsDisabled")
+    assert got["status"] == "False" and got["message"].startswith("queue depth only")
+    annotations = deployment(k8s_api, namespace, "js").spec.template.metadata.annotations or {}
+    assert not any(k.startswith("prometheus.io/") for k in annotations)
+
+
 def test_degraded_for_missing_secret_then_recovers(operator, kubectl, k8s_api, namespace):
     kubectl(
         "apply", "-n", namespace, "-f", "-",
