@@ -1,6 +1,6 @@
 """Bad ConductorWorker resources are refused by the real API server with a message that names the field.
 
-(Together with the table in test_operator_reconcile.py: 35 invalid resources, among them names that
+(Together with the table in test_operator_reconcile.py: 46 invalid resources, among them names that
 cannot name a Service or be a label value, and `kubectl scale` while the autoscaler owns the count.
 Schema-valid but unusable specs, a missing Secret or a Secret without the keys, are reported in a
 Degraded condition and an Event: see test_degraded_for_missing_secret_then_recovers; so is a child the
