@@ -66,15 +66,23 @@ def host_state(cfg: StackConfig) -> dict[str, object]:
     }
 
 
+# What only others can have taken away while the test ran (another program's process or mount);
+# everything else must match both ways: the stack neither leaves nor removes anything.
+_OTHERS_MAY_REMOVE = ("processes", "mounts")
+
+
 def _diff(before: dict[str, object], after: dict[str, object]) -> dict[str, dict[str, list]]:
     changes = {}
     for key in before:
         b, a = before[key], after[key]
-        if b != a:
-            if isinstance(b, list):
-                changes[key] = {"left": sorted(set(a) - set(b)), "gone": sorted(set(b) - set(a))}
-            else:
-                changes[key] = {"left": [a], "gone": [b]}
+        if isinstance(b, list):
+            left, gone = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+            if key in _OTHERS_MAY_REMOVE:
+                gone = []
+        else:
+            left, gone = ([a], [b]) if a != b else ([], [])
+        if left or gone:
+            changes[key] = {"left": left, "gone": gone}
     return changes
 
 
