@@ -25,6 +25,7 @@ from conductor_operator.autoscaler import History, Observation, config_from_spec
 from conductor_operator.kube import Kube, now_iso
 from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets
 from conductor_operator.status import (
+    QUEUE_ONLY,
     SERVICE_MONITOR_CRD,
     Problem,
     child_failure,
@@ -296,6 +297,9 @@ class Controller:
             )
             decision = decide(cfg, obs, st.history)
             st.history = decision.history
+            reason = decision.reason
+            if st.metrics is not None and st.metrics[0] is False:  # "busy 0/0" would read as idle pods
+                reason += f" [{QUEUE_ONLY}: {st.metrics[1]}]"
             direction = "none"
             if decision.desired != current:
                 direction = "up" if decision.desired > current else "down"
@@ -303,10 +307,8 @@ class Controller:
                     self._protect_busy_pods(ns, pods, scrape)
                 st.desired = decision.desired
                 deployment = self.apply_children(body, st, deployment)
-                self.kube.event(
-                    body, "Normal", "Scaled", f"Scaled from {current} to {decision.desired}: {decision.reason}"
-                )
-                log.info("%s/%s scaled %s -> %s: %s", ns, name, current, decision.desired, decision.reason)
+                self.kube.event(body, "Normal", "Scaled", f"Scaled from {current} to {decision.desired}: {reason}")
+                log.info("%s/%s scaled %s -> %s: %s", ns, name, current, decision.desired, reason)
             m.DECISIONS.labels(ns, name, direction).inc()
             m.DESIRED.labels(ns, name).set(decision.desired)
             m.BUSY.labels(ns, name).set(fleet.busy_slots)
@@ -320,7 +322,7 @@ class Controller:
                 "error": observed["error"],
                 "busy": fleet.busy_slots,
                 "capacity": fleet.slot_capacity,
-                "reason": decision.reason,
+                "reason": reason,
                 "scaled": decision.scaled,
                 "metrics": st.metrics,
             }

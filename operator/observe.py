@@ -215,8 +215,13 @@ class Scraper:
                     raise ValueError(f"/metrics larger than {self.MAX_BYTES} bytes")
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"/metrics not complete within {self.timeout}s")
-        # A page that answers but reports no busy slots is not an error: it says "queue depth only".
-        return parse_metrics(body.decode(resp.encoding or "utf-8", errors="replace"), slots)
+        metrics = parse_metrics(body.decode(resp.encoding or "utf-8", errors="replace"), slots)
+        # A Conductor worker's page without busy slots (Go, JavaScript's default names) is no error: it says
+        # "queue depth only". A page with no Conductor metric at all is not a worker's page: it counts as
+        # missing, like a pod that does not answer, since that pod might be busy.
+        if not metrics.dialects:
+            raise ValueError("no Conductor worker metric in /metrics")
+        return metrics
 
     def scrape(self, targets: dict[str, str], slots: Mapping[str, int] | None = None) -> ScrapeResult:
         """targets: pod name -> http://ip:port/path; slots: see parse_metrics."""

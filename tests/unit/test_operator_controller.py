@@ -358,10 +358,12 @@ def test_a_worker_without_busy_slot_metrics_scales_on_queue_depth_alone_and_to_z
     assert (metrics["status"], metrics["reason"]) == ("False", "NoBusySlotMetrics")
     assert metrics["message"].startswith("queue depth only") and "go" in metrics["message"]
     assert status["busySlots"] is None and status["utilization"] is None  # not "0%": unknown
+    assert status["lastDecisionReason"].endswith("[queue depth only: NoBusySlotMetrics]")
     assert kube.deployment()["spec"]["replicas"] == 1  # cooling down: no backlog for 10 s of 30
     clock.now += 31
     ctl.autoscale(cw)
     assert kube.deployment()["spec"]["replicas"] == 0, last_status(kube)["lastDecisionReason"]
+    assert kube.events[-1][1] == "Scaled" and "queue depth only" in kube.events[-1][2]
     assert not any("pod-deletion-cost" in str(o["metadata"].get("annotations")) for o in kube.objects.values())
     # at zero there is no pod to read: the condition keeps what the pods said
     for i in range(4):

@@ -70,7 +70,7 @@ def test_scraper_is_concurrent_and_reports_failures():
         def do_GET(self):
             if self.path == "/slow":
                 threading.Event().wait(3)
-            body = (GO_TEXT if self.path == "/go" else RUNTIME_TEXT).encode()
+            body = {"/go": GO_TEXT, "/html": "<html>hello</html>\n"}.get(self.path, RUNTIME_TEXT).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -91,10 +91,12 @@ def test_scraper_is_concurrent_and_reports_failures():
         targets["slow"] = f"http://127.0.0.1:{port}/slow"
         targets["dead"] = "http://127.0.0.1:1/metrics"
         targets["go"] = f"http://127.0.0.1:{port}/go"  # answers without busy slots: not an error
+        targets["html"] = f"http://127.0.0.1:{port}/html"  # no Conductor metric: not a worker's page
         t0 = time.monotonic()
         result = scraper.scrape(targets)
         assert time.monotonic() - t0 < 2.5  # one timeout, not one per pod
-        assert len(result.pods) == 11 and set(result.errors) == {"slow", "dead"}
+        assert len(result.pods) == 11 and set(result.errors) == {"slow", "dead", "html"}
+        assert "no Conductor worker metric" in result.errors["html"]
         assert result.unmetered == ["go"] and result.pods["go"].polls == 76
         assert result.busy_slots == 30 and result.slot_capacity == 60 and len(result.busy_pods) == 10
     finally:
