@@ -462,7 +462,10 @@ class TaskRunner:
                     self.metrics.hung.labels(**self._labels).inc()
                 elif held.cancel:
                     held.cancel()
-            reason = f"task ran past its {held.limit} in the worker; reported failed, the slot freed"
+            if held in running:
+                reason = f"task ran past its {held.limit} in the worker"
+            else:
+                reason = f"task waited past its {held.limit} for a free slot (the server sent more than asked)"
             log.error("task %s (%s): %s", held.task.task_id, self.name, reason)
             failed = TaskResult(
                 status=TaskStatus.FAILED,

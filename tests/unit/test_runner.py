@@ -208,7 +208,8 @@ def test_a_task_waiting_for_a_slot_past_its_timeout_is_failed_and_never_started(
     runner._accept(_raw("second", inputData={"name": "second"}, responseTimeoutSeconds=5))
     clock.now += 5
     assert runner.expire_overdue() == ["second"]
-    assert client.wait_for("accepted", 1)[0]["taskId"] == "second"
+    reported = client.wait_for("accepted", 1)[0]
+    assert reported["taskId"] == "second" and "for a free slot" in reported["reasonForIncompletion"]
     gate.set()
     client.wait_for("accepted", 2)
     _wait_idle(runner)
