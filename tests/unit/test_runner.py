@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import threading
@@ -416,7 +417,7 @@ def test_a_callable_with_an_async_call_is_an_async_worker():
     async def plain(x: int) -> int:
         return x
 
-    assert is_async_callable(Doubler()) and is_async_callable(plain)
+    assert is_async_callable(Doubler()) and is_async_callable(plain) and is_async_callable(functools.partial(plain))
     assert not is_async_callable(SyncDoubler()) and not is_async_callable(lambda: None)
     client = FakeClient()
     runner = _runner(Doubler(), client)
