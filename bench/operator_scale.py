@@ -255,8 +255,8 @@ def metrics_text(types: int = 2) -> bytes:
         m.execute.labels(t, "FAILED").inc(10)
         m.execute_error.labels(t, "ValueError").inc(10)
         for _ in range(200):
-            m.poll_time.labels(t).observe(rnd.expovariate(20))
-            m.execute_time.labels(t).observe(rnd.expovariate(5))
+            m.poll_time.labels(t, "SUCCESS").observe(rnd.expovariate(20))
+            m.execute_time.labels(t, "SUCCESS").observe(rnd.expovariate(5))
             m.result_size.labels(t).observe(rnd.expovariate(1 / 800))
     return generate_latest(m.registry)
 
