@@ -2,7 +2,7 @@
 worker-runtime pods (containers of the sleep-workers test image run by the stack's kubelet), the real
 operator process (on the host, watching only the benchmark's namespace).
 
-    ~/.cache/conductor-worker-operator/venv/bin/python -P bench/autoscaler_response.py              # ~20 min
+    ~/.cache/conductor-worker-operator/venv/bin/python bench/autoscaler_response.py              # ~20 min
     ... bench/autoscaler_response.py --intervals 2 --trials 1 --minutes 0.5 --warmup 10 --out /tmp/x  # tiny
 
 Three measurements, for each autoscaling.pollingIntervalSeconds in --intervals (default 5 and 2):
@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.append(str(Path(__file__).resolve().parent))
 import opbench
 
 from teststack import images
@@ -112,7 +111,7 @@ class Bench:
     # -- setup ---------------------------------------------------------------------------------------
 
     def prepare(self, keys: list[str]) -> None:
-        from conductor_operator.testing import OperatorProcess
+        from teststack.operator_process import OperatorProcess
 
         for key in keys:
             self.tasks[key] = f"bench_as_{key}_{self.tag}"

@@ -178,7 +178,6 @@ def command(contender: str, py: Pythons, server_url: str, threads: int, extra: l
     if contender in ("sdk", "sdk-thread"):
         return [
             str(py.sdk),
-            "-P",
             str(BENCH_DIR / "sdk_worker.py"),
             "--server-url",
             server_url,
@@ -188,7 +187,6 @@ def command(contender: str, py: Pythons, server_url: str, threads: int, extra: l
     if contender in ("ceiling", "ceiling-v2"):
         cmd = [
             str(py.bench),
-            "-P",
             str(BENCH_DIR / "ceiling.py"),
             "--server-url",
             server_url,
@@ -204,7 +202,6 @@ def launch(
 ) -> subprocess.Popen:
     env = dict(os.environ)
     env["BENCH_TASKS"] = ",".join(f"{name}:{kind}" for name, kind in tasks.items())
-    env["PYTHONSAFEPATH"] = "1"
     env["CONDUCTOR_LOG_LEVEL"] = "WARNING"
     if contender == "sdk-thread":
         env["CONDUCTOR_WORKER_ISOLATION"] = "thread"
@@ -215,7 +212,7 @@ def launch(
     return subprocess.Popen(
         command(contender, py, server_url, threads),
         env=env,
-        cwd=str(BENCH_DIR),  # never the repo root: its operator/ folder would shadow the stdlib
+        cwd=str(BENCH_DIR),
         stdout=out,
         stderr=subprocess.STDOUT,
         start_new_session=True,

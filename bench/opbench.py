@@ -1,7 +1,6 @@
 """Shared parts of the operator benchmarks (bench/autoscaler_response.py, bench/operator_scale.py).
 
-Run with the project's venv and `python -P` (the repo's operator/ would shadow the stdlib `operator`);
-the repo root is appended to the END of sys.path to import teststack. Plots are drawn by the
+Run with the project's venv; the repo root goes on sys.path to import teststack (not installed). Plots are drawn by the
 benchmark-only venv (matplotlib is not a project dependency): `plot()` runs this file there.
 """
 
@@ -21,7 +20,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
-    sys.path.append(str(REPO))
+    sys.path.insert(0, str(REPO))
 
 CACHE = Path(
     os.environ.get("CWO_CACHE")
@@ -259,7 +258,7 @@ def plot(kind: str, json_path: Path, png_prefix: Path) -> list[Path]:
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
         subprocess.run([str(py), "-m", "pip", "install", "-q", "matplotlib"], check=True)
     out = subprocess.run(
-        [str(py), "-P", str(Path(__file__).resolve()), "plot", kind, str(json_path), str(png_prefix)],
+        [str(py), str(Path(__file__).resolve()), "plot", kind, str(json_path), str(png_prefix)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,11 +1,11 @@
 """Operator scale (issue 6, item 4): reconcile time and operator RSS with many ConductorWorkers, and the
 scraper's time for many pod /metrics endpoints.
 
-    ~/.cache/conductor-worker-operator/venv/bin/python -P bench/operator_scale.py            # 100,500,1000 + 1,000 scrapes
+    ~/.cache/conductor-worker-operator/venv/bin/python bench/operator_scale.py            # 100,500,1000 + 1,000 scrapes
     ... bench/operator_scale.py --sizes 10 --endpoints 20 --scrape-rounds 2 --out /tmp/x    # tiny (CI smoke)
 
 Reconcile: for each size N, a fresh namespace and a fresh operator process (the real one,
-`conductor_operator.testing.OperatorProcess`, resync every 10 s as deployed); N ConductorWorkers are
+`teststack.operator_process.OperatorProcess`, resync every 10 s as deployed); N ConductorWorkers are
 created (8 client threads) with an image no node has and no registry serves (example.invalid/w:1) and
 autoscaling off. Measured from the first create until every CR has status.observedGeneration ==
 metadata.generation and its Deployment exists (one list of each every 0.5 s). The operator's RSS, thread
@@ -33,7 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-sys.path.append(str(Path(__file__).resolve().parent))
 import opbench
 
 GROUP, VERSION, PLURAL = "conductor.io", "v1alpha1", "conductorworkers"
@@ -66,9 +65,9 @@ class Sampler(threading.Thread):
 
 
 def operator_process(kubeconfig, namespace: str, log_path: Path, env: dict[str, str], verbose: bool):
-    """The real operator (conductor_operator.testing.OperatorProcess); without --verbose unless asked, as
+    """The real operator (teststack.operator_process.OperatorProcess); without --verbose unless asked, as
     the Helm chart deploys it (operator.verbose: false): DEBUG logging of every API request costs CPU."""
-    from conductor_operator.testing import OperatorProcess
+    from teststack.operator_process import OperatorProcess
 
     class Quiet(OperatorProcess):
         def start(self, timeout: float = 30.0):
@@ -300,7 +299,7 @@ def scrape_run(n: int, rounds: int, port: int, label: str) -> dict[str, Any]:
         path = Path(tmp) / "metrics.txt"
         path.write_bytes(body)
         server = subprocess.Popen(
-            [sys.executable, "-P", "-c", SERVER, str(path), str(n), str(port)],
+            [sys.executable, "-c", SERVER, str(path), str(n), str(port)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -1,4 +1,4 @@
-"""Run the benchmarks: `python -P bench/run.py workers|memory|all [--size N] [--rounds R] [--out DIR]`.
+"""Run the benchmarks: `python bench/run.py workers|memory|all [--size N] [--rounds R] [--out DIR]`.
 
 Use `bash scripts/bench.sh ...`, which prepares the virtualenvs and the server first.
 """
@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ only; never the repo root
 
 from common import BENCH_DIR, Pythons, Server, log, machine, write_json
 

@@ -28,8 +28,8 @@ venv "$SDK_VENV" "sdk-$SDK_VERSION" "conductor-python==$SDK_VERSION" psutil
 server_given=0
 for arg in "$@"; do [[ "$arg" == --server-url* ]] && server_given=1; done
 if ((server_given == 0)); then
-  "$VENV/bin/python" -P "$CWO_ROOT/scripts/stack.py" up --only conductor
+  "$VENV/bin/python" "$CWO_ROOT/scripts/stack.py" up --only conductor
 fi
 
-cd "$CWO_CACHE"  # never the repo root as the working directory (operator/ would shadow the stdlib)
-exec "$BENCH_VENV/bin/python" -P "$CWO_ROOT/bench/run.py" "$@"
+cd "$CWO_CACHE"
+exec "$BENCH_VENV/bin/python" "$CWO_ROOT/bench/run.py" "$@"

@@ -4,4 +4,4 @@
 # Extra arguments go to the demo (--workflows N, --work-ms MS, --keep).
 source "$(dirname "$0")/lib.sh"
 bash "$CWO_ROOT/scripts/setup.sh"
-exec "$VENV/bin/python" -P -c "import sys; sys.path.append('$CWO_ROOT'); from teststack.demo import main; sys.exit(main(sys.argv[1:]))" "$@"
+exec "$VENV/bin/python" -c "import sys; sys.path.insert(0, '$CWO_ROOT'); from teststack.demo import main; sys.exit(main(sys.argv[1:]))" "$@"

@@ -13,7 +13,3 @@ TOOLS_BIN="$CWO_CACHE/tools-$KUBECTL_LAYER_VERSION/bin"
 VENV="$CWO_CACHE/venv"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# The repo's operator/ folder (installed as conductor_operator) would shadow the standard library's
-# `operator` module if the current directory were on sys.path, as `python -m` puts it: never let it.
-export PYTHONSAFEPATH=1

@@ -1,9 +1,9 @@
-"""Launcher of `teststack` (up/down/status/env/agent) that keeps the repo root off the front of sys.path."""
+"""Launcher of `teststack` (up/down/status/env/agent) from any working directory."""
 
 import sys
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parent.parent))  # appended: the stdlib's `operator` wins
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: teststack is not installed
 
 from teststack.__main__ import main
 

@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-# The repo root goes at the END of sys.path, so the stdlib `operator` is never shadowed by operator/.
-sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from teststack import conductor, kube, procs
 from teststack import node as real_node

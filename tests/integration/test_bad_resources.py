@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conductor_operator.testing import OperatorProcess
 from helpers import wait_for
+from teststack.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.kube
 

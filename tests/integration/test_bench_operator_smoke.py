@@ -21,11 +21,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def run_bench(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-P", str(REPO / "bench" / script), *args],
+        [sys.executable, str(REPO / "bench" / script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=str(REPO / "bench"),  # never the repo root (operator/ would shadow the stdlib), -P anyway
+        cwd=str(REPO / "bench"),
     )
     assert proc.returncode == 0, f"{script} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc

@@ -15,9 +15,9 @@ import yaml
 from kubernetes import client
 
 from conductor_operator.observe import QueueDepthSource
-from conductor_operator.testing import OperatorProcess
 from helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
 from teststack import images
+from teststack.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
 

@@ -28,11 +28,11 @@ from kubernetes import client, config, watch
 from prometheus_client.parser import text_string_to_metric_families
 
 from conductor_operator import builders as b
-from conductor_operator.testing import OperatorProcess, free_port
 from helpers import linear_workflow, task_def, unique, wait_for
 from teststack import images, kube, procs
 from teststack.config import StackConfig
 from teststack.faultproxy import FaultProxy, Rule
+from teststack.operator_process import OperatorProcess, free_port
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
 

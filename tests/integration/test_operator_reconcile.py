@@ -10,8 +10,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from conductor_operator.testing import OperatorProcess
 from helpers import SERVICE_MONITOR_CRD, wait_for
+from teststack.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.kube
 

@@ -1,4 +1,4 @@
-"""Run the real operator as a subprocess for tests and demos (`python -m conductor_operator.main`).
+"""Run the real operator as a subprocess for tests and benchmarks (`python -m conductor_operator.main`).
 
 Why a subprocess rather than kopf in a thread: kopf owns signal handling and an event loop per process;
 a child process is stopped cleanly with SIGTERM and cannot leak handlers into the test process.
@@ -50,7 +50,7 @@ class OperatorProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self, timeout: float = 30.0) -> OperatorProcess:
-        argv = [sys.executable, "-P", "-m", "conductor_operator.main", "--verbose"]
+        argv = [sys.executable, "-m", "conductor_operator.main", "--verbose"]
         argv += ["--peering", self.peering] if self.peering else ["--standalone"]
         if self.priority is not None:
             argv += ["--priority", str(self.priority)]
