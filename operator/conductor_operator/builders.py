@@ -9,11 +9,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from conductor_operator.config import Config
 from conductor_operator.sdk_env import CONVENTIONS, sdk_env
 
 GROUP = "conductor.io"
@@ -25,7 +25,6 @@ APP_NAME = "conductor-worker"
 CONTAINER = "worker"
 METRICS_PORT_NAME = "metrics"
 HASH_ANNOTATION = f"{GROUP}/spec-hash"
-DEFAULT_IMAGE = "ghcr.io/conductor-worker-operator/conductor-worker-runtime:0.1.0"
 DEFAULT_METRICS_PORT = 8000
 DEFAULT_GRACE_SECONDS = 60
 DEFAULT_SDK = "python"  # this project's runtime: spec.image + spec.modules
@@ -45,11 +44,6 @@ class Owner:
     def from_body(cls, body: Any) -> Owner:
         meta = body["metadata"]
         return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-
-
-def default_image() -> str:
-    """The runtime image used when spec.image is empty (the chart sets CWO_DEFAULT_WORKER_IMAGE)."""
-    return os.environ.get("CWO_DEFAULT_WORKER_IMAGE") or DEFAULT_IMAGE
 
 
 def selector_labels(name: str) -> dict[str, str]:
@@ -255,11 +249,12 @@ def _container_security(template: dict[str, Any]) -> dict[str, Any]:
     return {**base, **copy.deepcopy(template.get("containerSecurityContext") or {})}
 
 
-def _runtime_container(spec: dict[str, Any]) -> dict[str, Any]:
-    """The conductor-worker runtime: CLI args, its env, /healthz and /readyz probes on the metrics port."""
+def _runtime_container(spec: dict[str, Any], config: Config) -> dict[str, Any]:
+    """The conductor-worker runtime: CLI args, its env, /healthz and /readyz probes on the metrics port;
+    config.default_worker_image when spec.image is empty."""
     return {
         "name": CONTAINER,
-        "image": spec.get("image") or default_image(),
+        "image": spec.get("image") or config.default_worker_image,
         "imagePullPolicy": spec.get("imagePullPolicy") or "IfNotPresent",
         "command": ["conductor-worker"],
         "args": worker_args(spec),
@@ -327,12 +322,12 @@ def _sdk_container(spec: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def pod_template(owner: Owner, spec: dict[str, Any]) -> Manifest:
+def pod_template(owner: Owner, spec: dict[str, Any], config: Config) -> Manifest:
     """The worker pod: the runtime or the user's container, env, hardened defaults, template overrides."""
     template = spec.get("template") or {}
     runtime = is_runtime(spec)
     user = spec.get("container") or {}
-    container = _runtime_container(spec) if runtime else _sdk_container(spec)
+    container = _runtime_container(spec, config) if runtime else _sdk_container(spec)
     container["securityContext"] = _container_security(template)
     container["volumeMounts"] = [
         {"name": "tmp", "mountPath": "/tmp"},
@@ -383,9 +378,9 @@ def spec_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def deployment(owner: Owner, spec: dict[str, Any], replicas: int | None) -> Manifest:
+def deployment(owner: Owner, spec: dict[str, Any], replicas: int | None, config: Config) -> Manifest:
     """The worker Deployment; replicas None leaves the field unmanaged (it is always set today)."""
-    template = pod_template(owner, spec)
+    template = pod_template(owner, spec, config)
     meta = _metadata(owner)
     meta["annotations"] = {HASH_ANNOTATION: spec_hash(template)}
     dep_spec: dict[str, Any] = {

@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from conductor_operator import builders as b
 from conductor_operator import opmetrics as m
 from conductor_operator.autoscaler import History, Observation, config_from_spec, decide
+from conductor_operator.config import Config
 from conductor_operator.kube import Kube, now_iso
 from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets
 from conductor_operator.status import (
@@ -95,13 +96,16 @@ class Controller:
     def __init__(
         self,
         kube: Kube,
+        config: Config | None = None,
         queues: QueueDepthSource | None = None,
         scraper: Scraper | None = None,
         clock: Callable[[], float] = time.time,
         taskdefs: TaskDefSource | None = None,
     ) -> None:
-        """clock: wall time of the autoscaler's history, and of the resync interval (tests pass a fake)."""
+        """config: the operator's settings (defaults when None); clock: wall time of the autoscaler's
+        history and of the resync interval (tests pass a fake)."""
         self.kube = kube
+        self.config = config or Config()
         self.queues = queues or QueueDepthSource()
         self.scraper = scraper or Scraper()
         self.taskdefs = taskdefs or TaskDefSource()
@@ -166,7 +170,7 @@ class Controller:
         spec = body["spec"]
         failures: list[Problem] = []
         replicas = self._replicas(spec, st, deployment)
-        dep_manifest = b.deployment(owner, spec, replicas)
+        dep_manifest = b.deployment(owner, spec, replicas, self.config)
         applied = self._child(failures, "apply", "Deployment", owner.name, lambda: self.kube.apply(dep_manifest))
         if applied is None:
             changed = False
@@ -240,7 +244,9 @@ class Controller:
             return True  # missing, or a child was refused last time: try again at every step
         if deployment["metadata"].get("generation") != st.applied_generation:
             return True  # someone else changed the spec: put our fields back
-        want = b.deployment(b.Owner.from_body(body), body["spec"], None)["metadata"]["annotations"][b.HASH_ANNOTATION]
+        want = b.deployment(b.Owner.from_body(body), body["spec"], None, self.config)["metadata"]["annotations"][
+            b.HASH_ANNOTATION
+        ]
         if (deployment["metadata"].get("annotations") or {}).get(b.HASH_ANNOTATION) != want:
             return True
         return self.clock() - st.last_full_apply > FULL_RESYNC_SECONDS

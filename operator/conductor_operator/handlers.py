@@ -12,7 +12,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,21 +20,13 @@ import kopf
 from kubernetes import client, config
 
 from conductor_operator import builders as b
+from conductor_operator.config import Config
 from conductor_operator.controller import Controller
 from conductor_operator.kube import Kube
 
 log = logging.getLogger(__name__)
-RESYNC_SECONDS = float(os.environ.get("CWO_RESYNC_SECONDS", "10"))
 _controller: Controller | None = None
-_executor: ThreadPoolExecutor | None = None
-
-
-def _steps() -> ThreadPoolExecutor:
-    """The threads the per-object loops run their (blocking, API-calling) steps on."""
-    global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(int(os.environ.get("CWO_MAX_WORKERS", "32")), thread_name_prefix="cw-step")
-    return _executor
+_executor: ThreadPoolExecutor | None = None  # the threads the per-object loops run their blocking steps on
 
 
 def controller() -> Controller:
@@ -44,16 +35,16 @@ def controller() -> Controller:
     return _controller
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG).
+def load_api_client(cfg: Config) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (cfg.kubeconfig).
 
     The connection pool matches kopf's worker threads, or urllib3 discards connections under load."""
     configuration = client.Configuration()
     try:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
-    configuration.connection_pool_maxsize = int(os.environ.get("CWO_MAX_WORKERS", "32")) + 4
+        config.load_kube_config(config_file=cfg.kubeconfig, client_configuration=configuration)
+    configuration.connection_pool_maxsize = cfg.max_workers + 4
     return client.ApiClient(configuration)
 
 
@@ -63,20 +54,22 @@ def plain(body: Any) -> dict[str, Any]:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    global _controller
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """kopf's settings and the Controller from the Config main put in the memo (defaults without one)."""
+    global _controller, _executor
+    cfg: Config = memo.get("config") or Config()
     settings.persistence.finalizer = f"{b.GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=b.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=b.GROUP, key="last-handled-configuration"
     )
-    server_timeout = int(os.environ.get("CWO_WATCH_SERVER_TIMEOUT", "300"))
-    settings.watching.server_timeout = server_timeout
-    settings.watching.client_timeout = server_timeout + 30
+    settings.watching.server_timeout = cfg.watch_server_timeout
+    settings.watching.client_timeout = cfg.watch_server_timeout + 30
     settings.watching.connect_timeout = 30
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's only on trouble
-    settings.execution.max_workers = int(os.environ.get("CWO_MAX_WORKERS", "32"))
-    _controller = Controller(Kube(load_api_client()))
+    settings.execution.max_workers = cfg.max_workers
+    _executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="cw-step")
+    _controller = Controller(Kube(load_api_client(cfg)), cfg)
 
 
 @kopf.on.cleanup()
@@ -111,11 +104,13 @@ async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespac
         spec = body.get("spec") or {}
         autoscaling = b.autoscaling_enabled(spec)
         interval = (
-            float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5) if autoscaling else RESYNC_SECONDS
+            float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5)
+            if autoscaling
+            else ctl.config.resync_seconds
         )
         step = ctl.autoscale if autoscaling else functools.partial(ctl.reconcile, force=False)
         try:
-            await running.run_in_executor(_steps(), step, plain(body))
+            await running.run_in_executor(_executor, step, plain(body))
         except Exception as exc:  # the loop must survive anything; the next round tries again
             log.exception("%s/%s: loop step failed: %s", namespace, name, exc)
             interval = min(interval, 5.0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 
 from conductor_operator import builders as b
+from conductor_operator.config import DEFAULT_WORKER_IMAGE, Config
 
 OWNER = b.Owner(name="orders", namespace="prod", uid="uid-1")
+CONFIG = Config()
 SPEC = {
     "conductor": {
         "serverUrl": "http://conductor:8080/api",
@@ -45,7 +47,7 @@ def env_map(dep):
 
 
 def test_deployment_runs_the_runtime_with_tasks_modules_and_server():
-    dep = b.deployment(OWNER, SPEC, replicas=3)
+    dep = b.deployment(OWNER, SPEC, 3, CONFIG)
     assert dep["spec"]["replicas"] == 3
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "registry/workers:1" and c["command"] == ["conductor-worker"]
@@ -69,7 +71,7 @@ def test_deployment_runs_the_runtime_with_tasks_modules_and_server():
 
 
 def test_credentials_are_secret_references_never_values():
-    env = env_map(b.deployment(OWNER, SPEC, 1))
+    env = env_map(b.deployment(OWNER, SPEC, 1, CONFIG))
     assert env["CONDUCTOR_AUTH_KEY"] == {
         "name": "CONDUCTOR_AUTH_KEY",
         "valueFrom": {"secretKeyRef": {"name": "orkes", "key": "id"}},
@@ -78,14 +80,14 @@ def test_credentials_are_secret_references_never_values():
     assert "value" not in env["CONDUCTOR_AUTH_SECRET"]
     spec = copy.deepcopy(SPEC)
     spec["conductor"]["authSecretRef"] = {"name": "s"}
-    env = env_map(b.deployment(OWNER, spec, 1))
+    env = env_map(b.deployment(OWNER, spec, 1, CONFIG))
     assert env["CONDUCTOR_AUTH_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "keyId"
     del spec["conductor"]["authSecretRef"]
-    assert "CONDUCTOR_AUTH_KEY" not in env_map(b.deployment(OWNER, spec, 1))
+    assert "CONDUCTOR_AUTH_KEY" not in env_map(b.deployment(OWNER, spec, 1, CONFIG))
 
 
 def test_probes_ports_annotations_grace_and_security():
-    dep = b.deployment(OWNER, SPEC, 1)
+    dep = b.deployment(OWNER, SPEC, 1, CONFIG)
     pod = dep["spec"]["template"]
     c = pod["spec"]["containers"][0]
     assert c["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
@@ -107,7 +109,7 @@ def test_probes_ports_annotations_grace_and_security():
 
 
 def test_labels_selector_owner_and_hash():
-    dep = b.deployment(OWNER, SPEC, 1)
+    dep = b.deployment(OWNER, SPEC, 1, CONFIG)
     sel = dep["spec"]["selector"]["matchLabels"]
     assert sel == {"app.kubernetes.io/name": "conductor-worker", "app.kubernetes.io/instance": "orders"}
     assert dep["spec"]["template"]["metadata"]["labels"]["team"] == "shop"
@@ -124,23 +126,31 @@ def test_labels_selector_owner_and_hash():
     }
     assert b.selector_string("orders") == "app.kubernetes.io/name=conductor-worker,app.kubernetes.io/instance=orders"
     h1 = dep["metadata"]["annotations"][b.HASH_ANNOTATION]
-    assert h1 == b.deployment(OWNER, SPEC, 7)["metadata"]["annotations"][b.HASH_ANNOTATION]  # replicas: same
+    assert h1 == b.deployment(OWNER, SPEC, 7, CONFIG)["metadata"]["annotations"][b.HASH_ANNOTATION]  # replicas: same
     changed = copy.deepcopy(SPEC)
     changed["tasks"][0]["concurrency"] = 5
-    assert b.deployment(OWNER, changed, 1)["metadata"]["annotations"][b.HASH_ANNOTATION] != h1
+    assert b.deployment(OWNER, changed, 1, CONFIG)["metadata"]["annotations"][b.HASH_ANNOTATION] != h1
 
 
-def test_default_image_from_env(monkeypatch):
+def test_default_image_from_the_config_not_the_environment(monkeypatch):
     spec = {k: v for k, v in SPEC.items() if k != "image"}
-    monkeypatch.setenv("CWO_DEFAULT_WORKER_IMAGE", "example/runtime:9")
-    assert b.deployment(OWNER, spec, 1)["spec"]["template"]["spec"]["containers"][0]["image"] == "example/runtime:9"
-    monkeypatch.delenv("CWO_DEFAULT_WORKER_IMAGE")
-    assert b.deployment(OWNER, spec, 1)["spec"]["template"]["spec"]["containers"][0]["image"] == b.DEFAULT_IMAGE
+    monkeypatch.setenv("CWO_DEFAULT_WORKER_IMAGE", "example/ignored:1")  # builders read no environment
+    mine = Config(default_worker_image="example/runtime:9")
+    assert (
+        b.deployment(OWNER, spec, 1, mine)["spec"]["template"]["spec"]["containers"][0]["image"] == "example/runtime:9"
+    )
+    assert (
+        b.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == DEFAULT_WORKER_IMAGE
+    )
+    assert (
+        Config.from_env({"CWO_DEFAULT_WORKER_IMAGE": "example/runtime:9"}).default_worker_image == "example/runtime:9"
+    )
 
 
 def test_minimal_spec_gets_defaults():
     spec = {"conductor": {"serverUrl": "http://c/api"}, "tasks": [{"name": "t"}]}
-    dep = b.deployment(OWNER, spec, None)
+    dep = b.deployment(OWNER, spec, None, CONFIG)
     assert "replicas" not in dep["spec"]
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["ports"][0]["containerPort"] == 8000
@@ -197,7 +207,7 @@ GO_SPEC = {
 
 
 def container(spec):
-    return b.deployment(OWNER, spec, 1)["spec"]["template"]["spec"]["containers"][0]
+    return b.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_sdk_worker_runs_the_users_container_with_its_sdk_env():
@@ -243,7 +253,7 @@ def test_each_sdk_gets_its_own_variable_names_and_metrics_port():
 
 
 def test_sdk_worker_has_no_probe_unless_given_and_the_same_hardening():
-    dep = b.deployment(OWNER, GO_SPEC, 1)
+    dep = b.deployment(OWNER, GO_SPEC, 1, CONFIG)
     pod = dep["spec"]["template"]
     c = pod["spec"]["containers"][0]
     assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(c)  # no /healthz to assume
@@ -265,7 +275,7 @@ def test_sdk_worker_has_no_probe_unless_given_and_the_same_hardening():
     c = container(spec)
     assert c["livenessProbe"] == probe and "readinessProbe" not in c
     assert c["resources"] == {"limits": {"memory": "64Mi"}} and c["envFrom"] == [{"t": 1}, {"a": 1}]
-    assert b.deployment(OWNER, spec, 1)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 4242
+    assert b.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 4242
 
 
 def test_sdk_metrics_port_naming_service_and_service_monitor():
@@ -289,7 +299,7 @@ def test_sdk_metrics_port_naming_service_and_service_monitor():
 def test_metrics_disabled_means_no_service_no_scrape_annotations_no_port():
     spec = {**GO_SPEC, "metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}
     assert not b.metrics_enabled(spec) and not b.service_wanted(spec) and not b.service_monitor_wanted(spec)
-    pod = b.deployment(OWNER, spec, 1)["spec"]["template"]
+    pod = b.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]
     assert not any(k.startswith("prometheus.io/") for k in pod["metadata"]["annotations"])
     assert pod["spec"]["containers"][0]["ports"] == [{"name": "http", "containerPort": 8080}]
     assert b.metrics_enabled(SPEC) and b.service_wanted(SPEC)

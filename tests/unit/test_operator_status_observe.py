@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conductor_operator.config import Config
 from conductor_operator.main import parse_args
 from conductor_operator.observe import Scraper, ScrapeResult, parse_metrics, pod_targets, queue_key
 from conductor_operator.status import (
@@ -151,11 +152,40 @@ def test_cli_namespaces(monkeypatch):
     monkeypatch.delenv("WATCH_NAMESPACES", raising=False)
     assert parse_args([]).all_namespaces is True
     args = parse_args(["-n", "a", "-n", "b", "--standalone"])
-    assert args.namespace == ["a", "b"] and not args.all_namespaces and args.standalone
+    assert args.namespaces == ("a", "b") and not args.all_namespaces and args.standalone
     monkeypatch.setenv("WATCH_NAMESPACES", "x, y")
-    assert parse_args([]).namespace == ["x", "y"]
+    assert parse_args([]).namespaces == ("x", "y")
+    assert parse_args([], env={"WATCH_NAMESPACES": "z"}).namespaces == ("z",)
     with pytest.raises(SystemExit):
         parse_args(["-n", "a", "--all-namespaces"])
+
+
+def test_config_reads_the_environment_once_and_flags_win():
+    env = {
+        "CWO_RESYNC_SECONDS": "2.5",
+        "CWO_MAX_WORKERS": "8",
+        "CWO_WATCH_SERVER_TIMEOUT": "60",
+        "CWO_PRIORITY": "7",
+        "CWO_PEERING": "p",
+        "CWO_METRICS_PORT": "9000",
+        "CWO_LIVENESS": "",
+        "CWO_LOG_FORMAT": "json",
+        "KUBECONFIG": "/k",
+    }
+    cfg = Config.from_env(env)
+    assert (cfg.resync_seconds, cfg.max_workers, cfg.watch_server_timeout) == (2.5, 8, 60)
+    assert (cfg.priority, cfg.peering, cfg.metrics_port, cfg.liveness, cfg.log_format, cfg.kubeconfig) == (
+        7,
+        "p",
+        9000,
+        "",
+        "json",
+        "/k",
+    )
+    assert cfg.all_namespaces and not cfg.standalone
+    flags = parse_args(["--metrics-port", "9100", "--priority", "3", "-v"], env=env)
+    assert (flags.metrics_port, flags.priority, flags.verbose, flags.resync_seconds) == (9100, 3, True, 2.5)
+    assert Config.from_env({}).resync_seconds == Config().resync_seconds == 10.0
 
 
 def test_parse_metrics_reads_only_the_autoscaler_series_line_by_line():

@@ -1,0 +1,75 @@
+"""The operator's settings in one object: read from the environment once (in `main`), passed on as an argument.
+
+Why one object: the Helm chart sets the environment, the CLI flags override it, and everything below
+`main` (handlers, controller, builders) gets the result as a value, so nothing else reads `os.environ`
+and a test builds the settings it wants instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_WORKER_IMAGE = "ghcr.io/conductor-worker-operator/conductor-worker-runtime:0.1.0"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Each field: its flag / environment variable, then what it is for."""
+
+    namespaces: tuple[str, ...] = ()
+    """--namespace (repeatable) / WATCH_NAMESPACES (comma list): namespaces to watch, globs allowed."""
+    all_namespaces: bool = True
+    """--all-namespaces: watch the whole cluster; true whenever no namespace is given."""
+    standalone: bool = False
+    """--standalone / CWO_STANDALONE=1: no peering (a single replica, or a test)."""
+    peering: str | None = None
+    """--peering / CWO_PEERING: KopfPeering name; only the highest-priority replica acts (kopf.dev CRDs)."""
+    priority: int = 0
+    """--priority / CWO_PRIORITY: peering priority; random by default, since replicas of one Deployment
+    need distinct ones or kopf lets all of them act."""
+    liveness: str = "http://0.0.0.0:8081/healthz"
+    """--liveness / CWO_LIVENESS: kopf's liveness endpoint URL ('' disables it)."""
+    metrics_port: int = 8080
+    """--metrics-port / CWO_METRICS_PORT: the operator's own Prometheus port (0 disables it)."""
+    metrics_host: str = "0.0.0.0"
+    """--metrics-host / CWO_METRICS_HOST: the address the metrics endpoint listens on."""
+    verbose: bool = False
+    """--verbose: kopf's DEBUG logging (every API request: costs CPU at scale)."""
+    log_format: str = "full"
+    """--log-format / CWO_LOG_FORMAT: plain, full or json."""
+    resync_seconds: float = 10.0
+    """CWO_RESYNC_SECONDS: interval of the drift-correction and status loop of a ConductorWorker without
+    autoscaling (with it, spec.autoscaling.pollingIntervalSeconds)."""
+    max_workers: int = 32
+    """CWO_MAX_WORKERS: threads for kopf's sync handlers and for the per-object loop steps; the API
+    client's connection pool is sized to match, or urllib3 discards connections under load."""
+    watch_server_timeout: int = 300
+    """CWO_WATCH_SERVER_TIMEOUT: seconds the API server keeps a watch open before kopf re-lists."""
+    default_worker_image: str = DEFAULT_WORKER_IMAGE
+    """CWO_DEFAULT_WORKER_IMAGE: the runtime image of a python ConductorWorker without spec.image."""
+    kubeconfig: str | None = None
+    """KUBECONFIG: the kubeconfig used outside a cluster (in a pod, the in-cluster credentials win)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Config:
+        """The settings the environment gives (defaults for what it does not)."""
+        d = cls()
+        namespaces = tuple(n.strip() for n in env.get("WATCH_NAMESPACES", "").split(",") if n.strip())
+        return cls(
+            namespaces=namespaces,
+            all_namespaces=not namespaces,
+            standalone=env.get("CWO_STANDALONE") == "1",
+            peering=env.get("CWO_PEERING") or None,
+            priority=int(env.get("CWO_PRIORITY") or random.randint(1, 1_000_000)),
+            liveness=env.get("CWO_LIVENESS", d.liveness),
+            metrics_port=int(env.get("CWO_METRICS_PORT") or d.metrics_port),
+            metrics_host=env.get("CWO_METRICS_HOST") or d.metrics_host,
+            log_format=env.get("CWO_LOG_FORMAT") or d.log_format,
+            resync_seconds=float(env.get("CWO_RESYNC_SECONDS") or d.resync_seconds),
+            max_workers=int(env.get("CWO_MAX_WORKERS") or d.max_workers),
+            watch_server_timeout=int(env.get("CWO_WATCH_SERVER_TIMEOUT") or d.watch_server_timeout),
+            default_worker_image=env.get("CWO_DEFAULT_WORKER_IMAGE") or d.default_worker_image,
+            kubeconfig=env.get("KUBECONFIG") or None,
+        )
