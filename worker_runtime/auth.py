@@ -7,8 +7,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
-import requests
+from worker_runtime.errors import ConductorError
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,11 @@ def token_expiry(token: str, now: float) -> float:
 class TokenAuth:
     """Holds the current token; thread-safe; never logs the secret or the token."""
 
-    def __init__(self, base_url: str, key_id: str, key_secret: str, session: requests.Session) -> None:
+    def __init__(self, base_url: str, key_id: str, key_secret: str, post: Callable[[dict], Any]) -> None:
         self._url = f"{base_url}/token"
         self._key_id = key_id
         self._key_secret = key_secret
-        self._session = session
+        self._post = post  # sends the token request; returns a response with status_code, ok, json()
         self._lock = threading.Lock()
         self._token: str | None = None
         self._expires = 0.0
@@ -56,13 +58,13 @@ class TokenAuth:
             return self._token
 
     def _refresh(self) -> None:
-        resp = self._session.post(self._url, json={"keyId": self._key_id, "keySecret": self._key_secret}, timeout=10)
+        resp = self._post({"keyId": self._key_id, "keySecret": self._key_secret})
         if resp.status_code in (404, 405):
             log.warning("server has no %s endpoint; continuing without auth (Conductor OSS)", self._url)
             self.disabled = True
             return
         if not resp.ok:
-            raise requests.HTTPError(f"token request failed: HTTP {resp.status_code}", response=resp)
+            raise ConductorError(f"token request failed: HTTP {resp.status_code}", resp.status_code)
         token = resp.json()["token"]
         self._token = token
         self._expires = token_expiry(token, time.time())

@@ -1,58 +1,74 @@
-"""Conductor HTTP client: pooled session, timeouts, optional Orkes auth, typed errors."""
+"""Conductor HTTP client: one urllib3 keep-alive pool, timeouts, optional Orkes auth, typed errors.
+
+urllib3 directly rather than requests: requests' session machinery (hooks, cookies, redirect and
+proxy resolution, header merging, response wrapping) was most of the worker's CPU per task."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from urllib3.exceptions import HTTPError as _Urllib3Error
+from urllib3.exceptions import LocationValueError
 
 from worker_runtime.auth import TokenAuth
+from worker_runtime.errors import ConductorError
 
-# Failures of the network or the server's connection: trying again can help.
-_TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
+__all__ = ["ConductorClient", "ConductorError", "InvalidJSONError", "Response"]
+
+log = logging.getLogger(__name__)
+
+_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+_ACCEPT = {"Accept": "application/json"}
+_NO_RETRIES = urllib3.Retry(0, read=False, redirect=False)
 
 
-class ConductorError(Exception):
-    """A request failed. `retryable` says whether trying again can help; `kind` names the failure
-    for metrics: `ConnectionError` (network), `HTTP<status>`, `MalformedReply`, or, for an error
-    of the client itself (a body it cannot encode, a bad URL), the exception's class name."""
+class InvalidJSONError(ValueError):
+    """A request body JSON cannot hold (NaN, Infinity, an object): the client's own error."""
 
-    def __init__(
-        self, message: str, status: int | None = None, body: str = "", client_error: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-        self.client_error = client_error
 
-    @property
-    def retryable(self) -> bool:
-        """By status only: Conductor 3.21 answers `retryable: false` on HTTP 500 for any error that is
-        not its own TransientException (a Redis outage included), so the body's verdict is not trusted.
-        A 5xx, 408, 429, a network failure or a malformed reply is retried; a 4xx refusal or an error
-        of the client itself is not."""
-        if self.client_error:
-            return False
-        if self.status is None or self.status < 400:
-            return True
-        return self.status >= 500 or self.status in (408, 429)
+class Response:
+    """A finished HTTP exchange, read in full (its connection is back in the pool)."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, content: bytes, headers: Any = None) -> None:
+        self.status_code = status_code
+        self.content = content
+        self.headers = headers or {}
 
     @property
-    def kind(self) -> str:
-        if self.client_error:
-            return self.client_error
-        if self.status is None:
-            return "ConnectionError"
-        return f"HTTP{self.status}" if self.status >= 400 else "MalformedReply"
+    def ok(self) -> bool:
+        return self.status_code < 400
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for this URL (read once, not per request), or None."""
+    parts = urlsplit(url)
+    if parts.hostname and proxy_bypass(parts.hostname):
+        return None
+    return getproxies().get(parts.scheme)
+
+
+def encode_json(value: Any) -> bytes:
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+    except (ValueError, TypeError) as exc:
+        raise InvalidJSONError(str(exc)) from exc
 
 
 class ConductorClient:
@@ -67,84 +83,123 @@ class ConductorClient:
     ) -> None:
         url = server_url or os.environ.get("CONDUCTOR_SERVER_URL") or "http://localhost:8080/api"
         self.base_url = url.rstrip("/")
-        self.session = requests.Session()
-        # Proxy settings from the environment are read once here, not on every request (with
-        # trust_env requests also stats ~/.netrc per call: ~6 % of a worker's CPU in the benchmark).
-        self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-        self.session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        proxy = _proxy_for(self.base_url)
+        # One pool for the one server (no per-request pool lookup), or a ProxyManager taking full
+        # URLs. block=False: more threads than pool slots open extra connections instead of waiting.
+        self.pool: Any
+        if proxy:
+            self.pool = urllib3.ProxyManager(proxy, maxsize=pool_size, block=False, retries=_NO_RETRIES)
+            self._prefix = self.base_url
+        else:
+            self.pool = urllib3.connection_from_url(self.base_url, maxsize=pool_size, block=False, retries=_NO_RETRIES)
+            self._prefix = urlsplit(self.base_url).path
         self.timeout = (connect_timeout, read_timeout)
+        self._timeouts: dict[float, urllib3.Timeout] = {}
         key_id = key_id if key_id is not None else os.environ.get("CONDUCTOR_AUTH_KEY")
         key_secret = key_secret if key_secret is not None else os.environ.get("CONDUCTOR_AUTH_SECRET")
-        self.auth = TokenAuth(self.base_url, key_id, key_secret, self.session) if key_id and key_secret else None
+        self.auth = TokenAuth(self.base_url, key_id, key_secret, self._token_request) if key_id and key_secret else None
         # Each is called after every request with (method, uri template, status or "error", seconds).
         self.observers: list[Callable[[str, str, str, float], None]] = []
+        self.update_v2 = True  # False once the server showed it has no /tasks/update-v2
 
     def __repr__(self) -> str:  # never show credentials
         return f"ConductorClient({self.base_url!r}, auth={'on' if self.auth else 'off'})"
 
     def close(self) -> None:
-        self.session.close()
+        if isinstance(self.pool, urllib3.PoolManager):
+            self.pool.clear()
+        else:
+            self.pool.close()
 
     # -- transport -------------------------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, *, timeout: float | None = None, template: str | None = None, **kwargs: Any
-    ) -> requests.Response:
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout: float | None = None,
+        template: str | None = None,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        data: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         """One API call; `template` (e.g. `/tasks/{taskId}`) labels its timing for the observers."""
         started = time.perf_counter()
         status = "error"
         try:
-            resp = self._send(method, path, timeout, kwargs)
+            if json is not None:
+                data, headers = encode_json(json), {**_JSON, **(headers or {})}
+            elif isinstance(data, str):
+                data = data.encode()
+            target = f"{path}?{urlencode(params, doseq=True)}" if params else path
+            resp = self._send(method, path, target, data, headers or _ACCEPT, timeout)
             status = str(resp.status_code)
             return resp
         except ConductorError as exc:
             status = str(exc.status) if exc.status else "error"
             raise
+        except Exception as exc:  # the client's own failure (e.g. a body JSON cannot hold): not the network
+            raise ConductorError(
+                f"{method} {path}: {type(exc).__name__}: {exc}", client_error=type(exc).__name__
+            ) from exc
         finally:
             for observe in self.observers:
                 observe(method, template or path, status, time.perf_counter() - started)
 
-    def _send(self, method: str, path: str, timeout: float | None, kwargs: dict[str, Any]) -> requests.Response:
-        url = f"{self.base_url}{path}"
-        read_timeout = timeout if timeout is not None else self.timeout[1]
-        given_headers = kwargs.pop("headers", None) or {}
+    def _timeout(self, read: float) -> urllib3.Timeout:
+        found = self._timeouts.get(read)
+        if found is None:
+            found = self._timeouts[read] = urllib3.Timeout(connect=self.timeout[0], read=read)
+        return found
+
+    def _send(
+        self, method: str, path: str, target: str, body: bytes | None, headers: dict[str, str], timeout: float | None
+    ) -> Response:
+        url = self._prefix + target
+        read_timeout = self._timeout(timeout if timeout is not None else self.timeout[1])
         for attempt in (1, 2):
-            headers = dict(given_headers)
+            sent = {**headers, **self.auth.headers()} if self.auth else headers
             try:
-                if self.auth:
-                    headers.update(self.auth.headers())
-                resp = self.session.request(
-                    method, url, headers=headers, timeout=(self.timeout[0], read_timeout), **kwargs
+                raw = self.pool.urlopen(
+                    method, url, body=body, headers=sent, timeout=read_timeout, redirect=False, assert_same_host=False
                 )
-            except _TRANSPORT_ERRORS as exc:
+            except LocationValueError as exc:  # a URL that cannot be sent: the client's own error
+                raise ConductorError(f"{method} {path}: {exc}", client_error=type(exc).__name__) from exc
+            except (_Urllib3Error, OSError) as exc:
                 raise ConductorError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-            except requests.HTTPError as exc:  # the auth token request answered an error status
-                status = exc.response.status_code if exc.response is not None else None
-                raise ConductorError(f"{method} {path}: {exc}", status) from exc
-            except Exception as exc:  # the client's own failure (e.g. a body JSON cannot hold): not the network
-                raise ConductorError(
-                    f"{method} {path}: {type(exc).__name__}: {exc}", client_error=type(exc).__name__
-                ) from exc
-            if resp.status_code in (401, 403) and self.auth and attempt == 1:
+            status = raw.status
+            if status in (401, 403) and self.auth and attempt == 1:
                 self.auth.invalidate()  # expired or revoked token: get a new one, try once more
                 continue
-            if resp.status_code >= 400:
-                raise ConductorError(
-                    f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}",
-                    resp.status_code,
-                    resp.text,
-                )
+            resp = Response(status, raw.data, raw.headers)
+            if status >= 400:
+                raise ConductorError(f"{method} {path}: HTTP {status}: {resp.text[:300]}", status, resp.text)
             return resp
         raise AssertionError("unreachable")
 
-    def _json(self, resp: requests.Response) -> Any:
+    def _token_request(self, body: dict[str, Any]) -> Response:
+        """POST /token, without auth headers or observers; a network failure is a ConductorError."""
+        try:
+            raw = self.pool.urlopen(
+                "POST",
+                f"{self._prefix}/token",
+                body=encode_json(body),
+                headers=_JSON,
+                timeout=self._timeout(10.0),
+                redirect=False,
+                assert_same_host=False,
+            )
+        except (_Urllib3Error, OSError) as exc:
+            raise ConductorError(f"POST /token: {type(exc).__name__}: {exc}") from exc
+        return Response(raw.status, raw.data, raw.headers)
+
+    def _json(self, resp: Response) -> Any:
         if resp.status_code == 204 or not resp.content:
             return None
         try:
-            return resp.json()
+            return json.loads(resp.content)
         except ValueError as exc:
             raise ConductorError(f"malformed JSON from server: {resp.text[:200]!r}", resp.status_code) from exc
 
@@ -159,7 +214,7 @@ class ConductorClient:
             params["domain"] = domain
         resp = self.request(
             "GET",
-            f"/tasks/poll/batch/{task_type}",
+            f"/tasks/poll/batch/{quote(task_type, safe='')}",
             template="/tasks/poll/batch/{taskType}",
             params=params,
             timeout=timeout_ms / 1000 + self.timeout[1],
@@ -172,8 +227,53 @@ class ConductorClient:
     def update_task(self, result: dict[str, Any] | bytes) -> str:
         """Report a result: a dict, or a body already encoded as JSON (the runner encodes once)."""
         if isinstance(result, bytes):
-            return self.request("POST", "/tasks", data=result, headers={"Content-Type": "application/json"}).text
+            return self.request("POST", "/tasks", data=result, headers=_JSON).text
         return self.request("POST", "/tasks", json=result).text
+
+    def update_task_v2(self, result: dict[str, Any] | bytes) -> dict[str, Any] | None:
+        """Report a result with `POST /tasks/update-v2`; returns the next task the server handed to
+        this worker (same task type and domain, the result's workerId), or None.
+
+        The server marks a task it returns IN_PROGRESS and takes it off the queue: the caller owns it
+        from then on and must run it or release it. A server without update-v2 (404 or 405 that plain
+        `POST /tasks` does not repeat) turns `update_v2` off and gets the result through `POST /tasks`."""
+        body = result if isinstance(result, bytes) else None
+        try:
+            resp = self.request("POST", "/tasks/update-v2", data=body, json=None if body else result, headers=_JSON)
+        except ConductorError as exc:
+            if exc.status not in (404, 405):
+                raise
+            self.update_task(result)  # raises again if the task itself is unknown: update-v2 exists
+            if self.update_v2:
+                log.warning(
+                    "%s has no /tasks/update-v2 (HTTP %s); reporting with POST /tasks", self.base_url, exc.status
+                )
+            self.update_v2 = False
+            return None
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            task = json.loads(resp.content)
+        except ValueError:
+            task = None
+        if not isinstance(task, dict):  # the result was accepted; a task in a reply we cannot read is lost
+            log.error("update-v2 accepted the result but its reply is not a task: %.200r", resp.content)
+            return None
+        return task
+
+    def release_task(self, task: dict[str, Any], worker_id: str) -> None:
+        """Give a task handed to this worker back to the queue at once (IN_PROGRESS, callback 0 s:
+        the server requeues it for the next poll) instead of leaving it to its response timeout."""
+        result = {
+            "taskId": task.get("taskId"),
+            "workflowInstanceId": task.get("workflowInstanceId"),
+            "workerId": worker_id,
+            "status": "IN_PROGRESS",
+            "callbackAfterSeconds": 0,
+            "logs": [],
+            "outputData": {},
+        }
+        self.request("POST", "/tasks", data=encode_json(result), headers=_JSON)
 
     def get_task(self, task_id: str) -> dict[str, Any]:
         return self._json(self.request("GET", f"/tasks/{task_id}", template="/tasks/{taskId}"))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import types
 
 import pytest
-import requests
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from test_runner import FakeClient, _raw, _runner, _wait_idle
@@ -59,16 +59,14 @@ def test_the_sdk_poll_counter_and_timing_follow_the_poll_loop():
     assert get("thread_uncaught_exceptions_total", {"exception": "KeyboardInterrupt"}) is None
 
 
-class _Session:
-    """Answers every request with the given status."""
+class _Pool:
+    """Stands in for the client's urllib3 pool: answers every request with the given status."""
 
     def __init__(self, status: int) -> None:
         self.status = status
 
-    def request(self, method, url, **kwargs):
-        resp = requests.Response()
-        resp.status_code, resp._content = self.status, json.dumps([]).encode()
-        return resp
+    def urlopen(self, method, url, **kwargs):
+        return types.SimpleNamespace(status=self.status, data=json.dumps([]).encode(), headers={})
 
 
 def test_api_requests_are_timed_by_uri_template_and_status():
@@ -77,9 +75,9 @@ def test_api_requests_are_timed_by_uri_template_and_status():
     metrics = WorkerMetrics()
     client = ConductorClient("http://127.0.0.1:9/api")
     client.observers.append(metrics.observe_api_request)
-    client.session = _Session(200)
+    client.pool = _Pool(200)
     client.poll_batch("work", "pod", 1, 100)
-    client.session = _Session(503)
+    client.pool = _Pool(503)
     with pytest.raises(ConductorError):
         client.get_task("t-123")
     get = metrics.registry.get_sample_value
@@ -95,7 +93,7 @@ def test_a_client_shared_by_handlers_in_turn_times_requests_for_the_running_one_
     from worker_runtime.worker import WorkerSpec
 
     client = ConductorClient("http://127.0.0.1:9/api")
-    client.session = _Session(200)
+    client.pool = _Pool(200)
     first = TaskHandler([WorkerSpec("work", lambda: {})], client=client, overrides={"paused": True})
     with first:
         assert client.observers == [first.metrics.observe_api_request]
