@@ -19,8 +19,7 @@ from typing import Any
 import requests
 from kubernetes.client.exceptions import ApiException
 
-from conductor_operator import builders as b
-from conductor_operator import opmetrics as m
+from conductor_operator import builders, opmetrics
 from conductor_operator.autoscaler import History, Observation, config_from_spec, decide
 from conductor_operator.config import Config
 from conductor_operator.kube import Kube, now_iso
@@ -120,7 +119,7 @@ class Controller:
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._states.pop((namespace, name), None)
-        m.forget(namespace, name)
+        opmetrics.forget(namespace, name)
 
     def wake(self, namespace: str, name: str, generation: int | None) -> None:
         """A managed Deployment changed: wake the object's loop if someone else changed its spec."""
@@ -134,10 +133,10 @@ class Controller:
     def _replicas(self, spec: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> int:
         """spec.replicas without autoscaling; with it, the last decision (or the Deployment's count after
         a restart), clamped to the current bounds."""
-        if not b.autoscaling_enabled(spec):
+        if not builders.autoscaling_enabled(spec):
             st.desired = None
             st.history = None  # re-enabled later, the autoscaler starts from the count it finds, as new
-            return b.fixed_replicas(spec)
+            return builders.fixed_replicas(spec)
         cfg = config_from_spec(spec.get("autoscaling") or {})
         if st.desired is None:
             existing = ((deployment or {}).get("spec") or {}).get("replicas")
@@ -166,11 +165,11 @@ class Controller:
     ) -> dict[str, Any] | None:
         """Apply Deployment, Service, ServiceMonitor and PDB; returns the applied Deployment (the one
         read before, when its apply failed)."""
-        owner = b.Owner.from_body(body)
+        owner = builders.Owner.from_body(body)
         spec = body["spec"]
         failures: list[Problem] = []
         replicas = self._replicas(spec, st, deployment)
-        dep_manifest = b.deployment(owner, spec, replicas, self.config)
+        dep_manifest = builders.deployment(owner, spec, replicas, self.config)
         applied = self._child(failures, "apply", "Deployment", owner.name, lambda: self.kube.apply(dep_manifest))
         if applied is None:
             changed = False
@@ -180,9 +179,11 @@ class Controller:
                 "generation"
             )
             st.applied_generation = applied["metadata"].get("generation")
-            st.applied_hash = dep_manifest["metadata"]["annotations"][b.HASH_ANNOTATION]
-        if b.service_wanted(spec):
-            if self._child(failures, "apply", "Service", owner.name, lambda: self.kube.apply(b.service(owner, spec))):
+            st.applied_hash = dep_manifest["metadata"]["annotations"][builders.HASH_ANNOTATION]
+        if builders.service_wanted(spec):
+            if self._child(
+                failures, "apply", "Service", owner.name, lambda: self.kube.apply(builders.service(owner, spec))
+            ):
                 st.service = True
         elif st.service is not False:
             gone = self._child(
@@ -196,13 +197,13 @@ class Controller:
                 st.service = False
         sm_crd = self.kube.crd_installed(SERVICE_MONITOR_CRD)
         if sm_crd:
-            if b.service_monitor_wanted(spec):
+            if builders.service_monitor_wanted(spec):
                 self._child(
                     failures,
                     "apply",
                     "ServiceMonitor",
                     owner.name,
-                    lambda: self.kube.apply(b.service_monitor(owner, spec)),
+                    lambda: self.kube.apply(builders.service_monitor(owner, spec)),
                 )
             else:
                 self._child(
@@ -214,8 +215,8 @@ class Controller:
                 )
         # Deleted whenever not wanted (disabled, or one replica) unless we know it is gone: the
         # Deployment does not change when only podDisruptionBudget.enabled does.
-        if b.pdb_wanted(spec, replicas):
-            pdb = b.pod_disruption_budget(owner, spec)
+        if builders.pdb_wanted(spec, replicas):
+            pdb = builders.pod_disruption_budget(owner, spec)
             if self._child(failures, "apply", "PodDisruptionBudget", owner.name, lambda: self.kube.apply(pdb)):
                 st.pdb = True
         elif st.pdb is not False:
@@ -230,7 +231,7 @@ class Controller:
                 st.pdb = False
         st.apply_problems = tuple(failures)
         st.last_full_apply = self.clock()
-        m.RECONCILES.labels(owner.namespace, owner.name, "changed" if changed else "unchanged").inc()
+        opmetrics.RECONCILES.labels(owner.namespace, owner.name, "changed" if changed else "unchanged").inc()
         if applied is None:
             return deployment
         if changed and deployment is not None:
@@ -244,10 +245,10 @@ class Controller:
             return True  # missing, or a child was refused last time: try again at every step
         if deployment["metadata"].get("generation") != st.applied_generation:
             return True  # someone else changed the spec: put our fields back
-        want = b.deployment(b.Owner.from_body(body), body["spec"], None, self.config)["metadata"]["annotations"][
-            b.HASH_ANNOTATION
-        ]
-        if (deployment["metadata"].get("annotations") or {}).get(b.HASH_ANNOTATION) != want:
+        want = builders.deployment(builders.Owner.from_body(body), body["spec"], None, self.config)["metadata"][
+            "annotations"
+        ][builders.HASH_ANNOTATION]
+        if (deployment["metadata"].get("annotations") or {}).get(builders.HASH_ANNOTATION) != want:
             return True
         return self.clock() - st.last_full_apply > FULL_RESYNC_SECONDS
 
@@ -281,12 +282,12 @@ class Controller:
             caps = observed.pop("caps")
             fleet = serving(scrape, pods)
             verdict = metrics_verdict(
-                b.metrics_enabled(spec),
+                builders.metrics_enabled(spec),
                 len(fleet.metered),
                 len(fleet.unmetered),
                 fleet.errors,
                 fleet.dialects,
-                b.sdk(spec),
+                builders.sdk(spec),
             )
             if verdict is not None:
                 st.metrics = verdict
@@ -315,14 +316,14 @@ class Controller:
                 deployment = self.apply_children(body, st, deployment)
                 self.kube.event(body, "Normal", "Scaled", f"Scaled from {current} to {decision.desired}: {reason}")
                 log.info("%s/%s scaled %s -> %s: %s", ns, name, current, decision.desired, reason)
-            m.DECISIONS.labels(ns, name, direction).inc()
-            m.DESIRED.labels(ns, name).set(decision.desired)
-            m.BUSY.labels(ns, name).set(fleet.busy_slots)
-            m.CAPACITY.labels(ns, name).set(fleet.slot_capacity)
+            opmetrics.DECISIONS.labels(ns, name, direction).inc()
+            opmetrics.DESIRED.labels(ns, name).set(decision.desired)
+            opmetrics.BUSY.labels(ns, name).set(fleet.busy_slots)
+            opmetrics.CAPACITY.labels(ns, name).set(fleet.slot_capacity)
             for queue, depth in (observed["depth"] or {}).items():
-                m.QUEUE_DEPTH.labels(ns, name, queue).set(depth)
+                opmetrics.QUEUE_DEPTH.labels(ns, name, queue).set(depth)
             if scrape.errors:
-                m.SCRAPE_ERRORS.labels(ns, name).inc(len(scrape.errors))
+                opmetrics.SCRAPE_ERRORS.labels(ns, name).inc(len(scrape.errors))
             auto = {
                 "depth": observed["depth"],
                 "error": observed["error"],
@@ -349,7 +350,7 @@ class Controller:
             depth = self.queues.depths(conductor["serverUrl"], queues, interval * 0.9, key_id, key_secret)
         except (ConductorError, requests.RequestException, ValueError, KeyError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
-            m.CONDUCTOR_ERRORS.labels(ns, name).inc()
+            opmetrics.CONDUCTOR_ERRORS.labels(ns, name).inc()
             log.warning("%s/%s: queue depth unavailable: %s", ns, name, error)
         else:
             try:  # limits only cap; without them the queue depth still scales the fleet
@@ -357,10 +358,10 @@ class Controller:
                 caps = pod_caps(spec.get("tasks") or [], limits)
             except (ConductorError, requests.RequestException, ValueError) as exc:
                 log.info("%s/%s: task definitions unavailable: %s", ns, name, exc)
-        pods = self.kube.list("v1", "Pod", ns, b.selector_string(name))
-        if b.metrics_enabled(spec):
-            targets = pod_targets(pods, b.metrics_port(spec), b.metrics_path(spec))
-            scrape = self.scraper.scrape(targets, b.task_slots(spec))
+        pods = self.kube.list("v1", "Pod", ns, builders.selector_string(name))
+        if builders.metrics_enabled(spec):
+            targets = pod_targets(pods, builders.metrics_port(spec), builders.metrics_path(spec))
+            scrape = self.scraper.scrape(targets, builders.task_slots(spec))
         else:  # nothing to read: queue depth alone (status says so)
             scrape = ScrapeResult({}, {})
         return {"depth": depth, "caps": caps, "error": error, "pods": pods, "scrape": scrape}
@@ -402,7 +403,7 @@ class Controller:
         ns, name = meta["namespace"], meta["name"]
         generation = meta.get("generation")
         previous = ((body.get("status") or {}).get("conditions")) or []
-        if auto is None and b.autoscaling_enabled(spec) and st.last_auto is not None:
+        if auto is None and builders.autoscaling_enabled(spec) and st.last_auto is not None:
             auto = {**st.last_auto, "scaled": False}
         elif auto is not None:
             st.last_auto = auto
@@ -420,11 +421,15 @@ class Controller:
             if st.problems and not problems:
                 self.kube.event(body, "Normal", "Recovered", "no configuration problem left")
             st.problems = keys
-        desired = st.desired if b.autoscaling_enabled(spec) and st.desired is not None else b.fixed_replicas(spec)
+        desired = (
+            st.desired
+            if builders.autoscaling_enabled(spec) and st.desired is not None
+            else builders.fixed_replicas(spec)
+        )
         replicas, ready, _ = replica_counts(deployment)
-        m.CURRENT.labels(ns, name).set(replicas)
-        if not b.autoscaling_enabled(spec):
-            m.DESIRED.labels(ns, name).set(desired)
+        opmetrics.CURRENT.labels(ns, name).set(replicas)
+        if not builders.autoscaling_enabled(spec):
+            opmetrics.DESIRED.labels(ns, name).set(desired)
         conds = [
             condition(
                 "Degraded",
@@ -454,8 +459,8 @@ class Controller:
             "replicas": replicas,
             "readyReplicas": ready,
             "desiredReplicas": desired,
-            "selector": b.selector_string(name),
-            "taskNames": ",".join(b.task_names(spec)),
+            "selector": builders.selector_string(name),
+            "taskNames": ",".join(builders.task_names(spec)),
             "specHash": st.applied_hash,
         }
         if auto is not None:
@@ -502,10 +507,10 @@ class Controller:
         else:
             status["lastDecisionReason"] = (
                 "autoscaling disabled: spec.replicas"
-                if not b.autoscaling_enabled(spec)
+                if not builders.autoscaling_enabled(spec)
                 else "waiting for first evaluation"
             )
-            if not b.autoscaling_enabled(spec):
+            if not builders.autoscaling_enabled(spec):
                 # Without the autoscaler the operator does not ask Conductor: do not show stale numbers.
                 status.update({"queueDepth": None, "totalQueueDepth": None, "utilization": None})
         status["conditions"] = conds

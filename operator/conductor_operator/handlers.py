@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from conductor_operator import builders as b
+from conductor_operator import builders
 from conductor_operator.config import Config
 from conductor_operator.controller import Controller
 from conductor_operator.kube import Kube
@@ -58,10 +58,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     """kopf's settings and the Controller from the Config main put in the memo (defaults without one)."""
     global _controller, _executor
     cfg: Config = memo.get("config") or Config()
-    settings.persistence.finalizer = f"{b.GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=b.GROUP)
+    settings.persistence.finalizer = f"{builders.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=builders.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=b.GROUP, key="last-handled-configuration"
+        prefix=builders.GROUP, key="last-handled-configuration"
     )
     settings.watching.server_timeout = cfg.watch_server_timeout
     settings.watching.client_timeout = cfg.watch_server_timeout + 30
@@ -80,20 +80,20 @@ def cleanup(**_: Any) -> None:
         _controller.taskdefs.close()
 
 
-@kopf.on.create(b.GROUP, b.VERSION, b.PLURAL)
-@kopf.on.update(b.GROUP, b.VERSION, b.PLURAL)
-@kopf.on.resume(b.GROUP, b.VERSION, b.PLURAL)
+@kopf.on.create(builders.GROUP, builders.VERSION, builders.PLURAL)
+@kopf.on.update(builders.GROUP, builders.VERSION, builders.PLURAL)
+@kopf.on.resume(builders.GROUP, builders.VERSION, builders.PLURAL)
 def reconcile(body: kopf.Body, **_: Any) -> None:
     controller().reconcile(plain(body))
 
 
-@kopf.on.delete(b.GROUP, b.VERSION, b.PLURAL, optional=True)
+@kopf.on.delete(builders.GROUP, builders.VERSION, builders.PLURAL, optional=True)
 def forget(name: str, namespace: str, **_: Any) -> None:
     # The children carry owner references: kube-controller-manager's garbage collector deletes them.
     controller().forget(namespace, name)
 
 
-@kopf.daemon(b.GROUP, b.VERSION, b.PLURAL, id="loop", cancellation_timeout=5.0)
+@kopf.daemon(builders.GROUP, builders.VERSION, builders.PLURAL, id="loop", cancellation_timeout=5.0)
 async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
     """Async, so a thousand ConductorWorkers do not each hold one of kopf's threads for life (a sync
     daemon does, and past max_workers objects no other handler ran); each step runs on a thread."""
@@ -102,7 +102,7 @@ async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespac
     running = asyncio.get_running_loop()
     while not stopped:
         spec = body.get("spec") or {}
-        autoscaling = b.autoscaling_enabled(spec)
+        autoscaling = builders.autoscaling_enabled(spec)
         interval = (
             float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5)
             if autoscaling
@@ -122,8 +122,8 @@ async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespac
             await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": b.MANAGER})
+@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": builders.MANAGER})
 def deployment_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
     for ref in body.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == b.KIND and ref.get("controller") and _controller is not None:
+        if ref.get("kind") == builders.KIND and ref.get("controller") and _controller is not None:
             _controller.wake(namespace, ref["name"], body.get("metadata", {}).get("generation"))

@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client, config, watch
 from prometheus_client.parser import text_string_to_metric_families
 
-from conductor_operator import builders as b
+from conductor_operator import builders
 from helpers import linear_workflow, task_def, unique, wait_for
 from teststack import images, kube, procs
 from teststack.config import StackConfig
@@ -497,7 +497,7 @@ def test_bad_pod_metrics_are_timed_out_counted_and_do_not_stop_the_loop(
         for ip, mode in fakes.items():
             pod_name = f"fake-{mode}-{ip.rsplit('.', 1)[1]}"
             pod = {
-                "metadata": {"name": pod_name, "labels": b.selector_labels("scrapes")},
+                "metadata": {"name": pod_name, "labels": builders.selector_labels("scrapes")},
                 "spec": {
                     "containers": [{"name": "main", "image": UNRUN_IMAGE}],
                     "schedulingGates": [{"name": "conductor.io/fake-pod"}],

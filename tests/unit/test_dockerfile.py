@@ -13,7 +13,6 @@ see teststack/images.py and the integration tests).
 
 from __future__ import annotations
 
-import importlib.metadata as md
 import json
 import re
 import shutil
@@ -21,6 +20,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -219,7 +219,7 @@ def _distribution_files(name: str, seen: set[str]) -> list[Path]:
     if key in seen:
         return []
     seen.add(key)
-    dist = md.distribution(name)
+    dist = metadata.distribution(name)
     tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith(("..", "/"))}
     paths = [Path(dist.locate_file(t)) for t in tops if not t.endswith((".dist-info", "__pycache__"))]
     for req in dist.requires or []:

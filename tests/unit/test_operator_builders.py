@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 
-from conductor_operator import builders as b
+from conductor_operator import builders
 from conductor_operator.config import DEFAULT_WORKER_IMAGE, Config
 
-OWNER = b.Owner(name="orders", namespace="prod", uid="uid-1")
+OWNER = builders.Owner(name="orders", namespace="prod", uid="uid-1")
 CONFIG = Config()
 SPEC = {
     "conductor": {
@@ -47,7 +47,7 @@ def env_map(dep):
 
 
 def test_deployment_runs_the_runtime_with_tasks_modules_and_server():
-    dep = b.deployment(OWNER, SPEC, 3, CONFIG)
+    dep = builders.deployment(OWNER, SPEC, 3, CONFIG)
     assert dep["spec"]["replicas"] == 3
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == "registry/workers:1" and c["command"] == ["conductor-worker"]
@@ -71,7 +71,7 @@ def test_deployment_runs_the_runtime_with_tasks_modules_and_server():
 
 
 def test_credentials_are_secret_references_never_values():
-    env = env_map(b.deployment(OWNER, SPEC, 1, CONFIG))
+    env = env_map(builders.deployment(OWNER, SPEC, 1, CONFIG))
     assert env["CONDUCTOR_AUTH_KEY"] == {
         "name": "CONDUCTOR_AUTH_KEY",
         "valueFrom": {"secretKeyRef": {"name": "orkes", "key": "id"}},
@@ -80,14 +80,14 @@ def test_credentials_are_secret_references_never_values():
     assert "value" not in env["CONDUCTOR_AUTH_SECRET"]
     spec = copy.deepcopy(SPEC)
     spec["conductor"]["authSecretRef"] = {"name": "s"}
-    env = env_map(b.deployment(OWNER, spec, 1, CONFIG))
+    env = env_map(builders.deployment(OWNER, spec, 1, CONFIG))
     assert env["CONDUCTOR_AUTH_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "keyId"
     del spec["conductor"]["authSecretRef"]
-    assert "CONDUCTOR_AUTH_KEY" not in env_map(b.deployment(OWNER, spec, 1, CONFIG))
+    assert "CONDUCTOR_AUTH_KEY" not in env_map(builders.deployment(OWNER, spec, 1, CONFIG))
 
 
 def test_probes_ports_annotations_grace_and_security():
-    dep = b.deployment(OWNER, SPEC, 1, CONFIG)
+    dep = builders.deployment(OWNER, SPEC, 1, CONFIG)
     pod = dep["spec"]["template"]
     c = pod["spec"]["containers"][0]
     assert c["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
@@ -109,7 +109,7 @@ def test_probes_ports_annotations_grace_and_security():
 
 
 def test_labels_selector_owner_and_hash():
-    dep = b.deployment(OWNER, SPEC, 1, CONFIG)
+    dep = builders.deployment(OWNER, SPEC, 1, CONFIG)
     sel = dep["spec"]["selector"]["matchLabels"]
     assert sel == {"app.kubernetes.io/name": "conductor-worker", "app.kubernetes.io/instance": "orders"}
     assert dep["spec"]["template"]["metadata"]["labels"]["team"] == "shop"
@@ -124,12 +124,17 @@ def test_labels_selector_owner_and_hash():
         "controller": True,
         "blockOwnerDeletion": True,
     }
-    assert b.selector_string("orders") == "app.kubernetes.io/name=conductor-worker,app.kubernetes.io/instance=orders"
-    h1 = dep["metadata"]["annotations"][b.HASH_ANNOTATION]
-    assert h1 == b.deployment(OWNER, SPEC, 7, CONFIG)["metadata"]["annotations"][b.HASH_ANNOTATION]  # replicas: same
+    assert (
+        builders.selector_string("orders")
+        == "app.kubernetes.io/name=conductor-worker,app.kubernetes.io/instance=orders"
+    )
+    h1 = dep["metadata"]["annotations"][builders.HASH_ANNOTATION]
+    assert (
+        h1 == builders.deployment(OWNER, SPEC, 7, CONFIG)["metadata"]["annotations"][builders.HASH_ANNOTATION]
+    )  # replicas: same
     changed = copy.deepcopy(SPEC)
     changed["tasks"][0]["concurrency"] = 5
-    assert b.deployment(OWNER, changed, 1, CONFIG)["metadata"]["annotations"][b.HASH_ANNOTATION] != h1
+    assert builders.deployment(OWNER, changed, 1, CONFIG)["metadata"]["annotations"][builders.HASH_ANNOTATION] != h1
 
 
 def test_default_image_from_the_config_not_the_environment(monkeypatch):
@@ -137,10 +142,11 @@ def test_default_image_from_the_config_not_the_environment(monkeypatch):
     monkeypatch.setenv("CWO_DEFAULT_WORKER_IMAGE", "example/ignored:1")  # builders read no environment
     mine = Config(default_worker_image="example/runtime:9")
     assert (
-        b.deployment(OWNER, spec, 1, mine)["spec"]["template"]["spec"]["containers"][0]["image"] == "example/runtime:9"
+        builders.deployment(OWNER, spec, 1, mine)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "example/runtime:9"
     )
     assert (
-        b.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"]
+        builders.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["containers"][0]["image"]
         == DEFAULT_WORKER_IMAGE
     )
     assert (
@@ -150,42 +156,42 @@ def test_default_image_from_the_config_not_the_environment(monkeypatch):
 
 def test_minimal_spec_gets_defaults():
     spec = {"conductor": {"serverUrl": "http://c/api"}, "tasks": [{"name": "t"}]}
-    dep = b.deployment(OWNER, spec, None, CONFIG)
+    dep = builders.deployment(OWNER, spec, None, CONFIG)
     assert "replicas" not in dep["spec"]
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["ports"][0]["containerPort"] == 8000
     assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60
     assert "--module" not in c["args"]
-    assert b.drain_timeout(10) == 9 and b.drain_timeout(1) == 0 and b.drain_timeout(300) == 295
+    assert builders.drain_timeout(10) == 9 and builders.drain_timeout(1) == 0 and builders.drain_timeout(300) == 295
 
 
 def test_service_service_monitor_and_pdb():
-    svc = b.service(OWNER, SPEC)
+    svc = builders.service(OWNER, SPEC)
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}]
-    assert svc["spec"]["selector"] == b.selector_labels("orders")
+    assert svc["spec"]["selector"] == builders.selector_labels("orders")
     assert svc["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
-    assert b.service_monitor_wanted(SPEC)
-    sm = b.service_monitor(OWNER, SPEC)
+    assert builders.service_monitor_wanted(SPEC)
+    sm = builders.service_monitor(OWNER, SPEC)
     assert sm["apiVersion"] == "monitoring.coreos.com/v1" and sm["kind"] == "ServiceMonitor"
     assert sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
     assert all(svc["metadata"]["labels"][k] == v for k, v in sm["spec"]["selector"]["matchLabels"].items())
-    assert not b.service_monitor_wanted({"metrics": {"port": 1}})
-    assert b.pdb_wanted(SPEC, 2) and not b.pdb_wanted(SPEC, 1)
-    assert not b.pdb_wanted({"podDisruptionBudget": {"enabled": False}}, 5)
-    pdb = b.pod_disruption_budget(OWNER, SPEC)
+    assert not builders.service_monitor_wanted({"metrics": {"port": 1}})
+    assert builders.pdb_wanted(SPEC, 2) and not builders.pdb_wanted(SPEC, 1)
+    assert not builders.pdb_wanted({"podDisruptionBudget": {"enabled": False}}, 5)
+    pdb = builders.pod_disruption_budget(OWNER, SPEC)
     assert pdb["spec"] == {
         "maxUnavailable": 1,
-        "selector": {"matchLabels": b.selector_labels("orders")},
+        "selector": {"matchLabels": builders.selector_labels("orders")},
         # an outage of Conductor makes pods unready; they must not block node drains
         "unhealthyPodEvictionPolicy": "AlwaysAllow",
     }
 
 
 def test_env_task_name_and_replica_helpers():
-    assert b.env_task_name("charge-card.v2") == "CHARGE_CARD_V2"
-    assert b.fixed_replicas({}) == 1 and b.fixed_replicas({"replicas": 0}) == 0
-    assert not b.autoscaling_enabled({}) and b.autoscaling_enabled({"autoscaling": {"enabled": True}})
-    assert b.task_names(SPEC) == ["charge-card", "ship"]
+    assert builders.env_task_name("charge-card.v2") == "CHARGE_CARD_V2"
+    assert builders.fixed_replicas({}) == 1 and builders.fixed_replicas({"replicas": 0}) == 0
+    assert not builders.autoscaling_enabled({}) and builders.autoscaling_enabled({"autoscaling": {"enabled": True}})
+    assert builders.task_names(SPEC) == ["charge-card", "ship"]
 
 
 # -- workers of other SDKs (spec.sdk, spec.container) -----------------------------------------------
@@ -207,7 +213,7 @@ GO_SPEC = {
 
 
 def container(spec):
-    return b.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["containers"][0]
+    return builders.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_sdk_worker_runs_the_users_container_with_its_sdk_env():
@@ -249,11 +255,11 @@ def test_each_sdk_gets_its_own_variable_names_and_metrics_port():
         assert env[var] == "4", sdk
         assert env["CONDUCTOR_WORKER_METRICS_PORT"] == str(port), sdk
         assert c["ports"] == [{"containerPort": port, "protocol": "TCP", "name": "metrics"}], sdk
-        assert b.service(OWNER, spec)["spec"]["ports"][0]["port"] == port
+        assert builders.service(OWNER, spec)["spec"]["ports"][0]["port"] == port
 
 
 def test_sdk_worker_has_no_probe_unless_given_and_the_same_hardening():
-    dep = b.deployment(OWNER, GO_SPEC, 1, CONFIG)
+    dep = builders.deployment(OWNER, GO_SPEC, 1, CONFIG)
     pod = dep["spec"]["template"]
     c = pod["spec"]["containers"][0]
     assert not {"livenessProbe", "readinessProbe", "startupProbe"} & set(c)  # no /healthz to assume
@@ -275,7 +281,9 @@ def test_sdk_worker_has_no_probe_unless_given_and_the_same_hardening():
     c = container(spec)
     assert c["livenessProbe"] == probe and "readinessProbe" not in c
     assert c["resources"] == {"limits": {"memory": "64Mi"}} and c["envFrom"] == [{"t": 1}, {"a": 1}]
-    assert b.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 4242
+    assert (
+        builders.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 4242
+    )
 
 
 def test_sdk_metrics_port_naming_service_and_service_monitor():
@@ -287,26 +295,30 @@ def test_sdk_metrics_port_naming_service_and_service_monitor():
     spec = copy.deepcopy(GO_SPEC)
     spec["container"]["ports"] = [{"containerPort": 2112}]  # listed without a name: named metrics
     assert container(spec)["ports"] == [{"containerPort": 2112, "name": "metrics"}]
-    assert b.service(OWNER, spec)["spec"]["ports"][0]["targetPort"] == "metrics"
+    assert builders.service(OWNER, spec)["spec"]["ports"][0]["targetPort"] == "metrics"
     spec["container"]["ports"] = [{"name": "prom", "containerPort": 2112}]  # the user's name is kept
     assert container(spec)["ports"] == [{"name": "prom", "containerPort": 2112}]
-    assert b.service(OWNER, spec)["spec"]["ports"][0]["targetPort"] == 2112
+    assert builders.service(OWNER, spec)["spec"]["ports"][0]["targetPort"] == 2112
     spec["metrics"] = {"path": "/prom", "serviceMonitor": {"enabled": True}}
-    sm = b.service_monitor(OWNER, spec)
+    sm = builders.service_monitor(OWNER, spec)
     assert sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/prom", "interval": "30s"}]
 
 
 def test_metrics_disabled_means_no_service_no_scrape_annotations_no_port():
     spec = {**GO_SPEC, "metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}
-    assert not b.metrics_enabled(spec) and not b.service_wanted(spec) and not b.service_monitor_wanted(spec)
-    pod = b.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]
+    assert (
+        not builders.metrics_enabled(spec)
+        and not builders.service_wanted(spec)
+        and not builders.service_monitor_wanted(spec)
+    )
+    pod = builders.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]
     assert not any(k.startswith("prometheus.io/") for k in pod["metadata"]["annotations"])
     assert pod["spec"]["containers"][0]["ports"] == [{"name": "http", "containerPort": 8080}]
-    assert b.metrics_enabled(SPEC) and b.service_wanted(SPEC)
+    assert builders.metrics_enabled(SPEC) and builders.service_wanted(SPEC)
 
 
 def test_python_stays_the_default_and_task_slots():
-    assert b.sdk({}) == "python" and b.is_runtime(SPEC) and not b.is_runtime(GO_SPEC)
-    assert b.metrics_port({}) == 8000 and b.metrics_path({}) == "/metrics"
-    assert b.task_slots(SPEC) == {"charge-card": 4, "ship": 1}
-    assert b.task_slots({"tasks": [{"name": "t"}]}) == {"t": 1}
+    assert builders.sdk({}) == "python" and builders.is_runtime(SPEC) and not builders.is_runtime(GO_SPEC)
+    assert builders.metrics_port({}) == 8000 and builders.metrics_path({}) == "/metrics"
+    assert builders.task_slots(SPEC) == {"charge-card": 4, "ship": 1}
+    assert builders.task_slots({"tasks": [{"name": "t"}]}) == {"t": 1}

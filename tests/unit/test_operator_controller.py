@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from conductor_operator import builders as b
+from conductor_operator import builders
 from conductor_operator.config import Config
 from conductor_operator.controller import Controller
 from conductor_operator.observe import PodMetrics, ScrapeResult, parse_metrics
@@ -93,7 +93,7 @@ class FakeKube:
         return self.objects.get(("Deployment", NS, name))
 
     def add_pod(self, name: str, ip: str, terminating: bool = False) -> None:
-        meta: dict[str, Any] = {"name": name, "namespace": NS, "labels": b.selector_labels("orders")}
+        meta: dict[str, Any] = {"name": name, "namespace": NS, "labels": builders.selector_labels("orders")}
         if terminating:
             meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
         self.objects[("Pod", NS, name)] = {"metadata": meta, "status": {"phase": "Running", "podIP": ip}}
@@ -170,8 +170,8 @@ def body(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = Non
     base.update(spec or {})
     base.update(spec_kw)
     return {
-        "apiVersion": f"{b.GROUP}/{b.VERSION}",
-        "kind": b.KIND,
+        "apiVersion": f"{builders.GROUP}/{builders.VERSION}",
+        "kind": builders.KIND,
         "metadata": {"name": "orders", "namespace": NS, "uid": "uid-1", "generation": 1},
         "spec": base,
         "status": status or {},
@@ -220,7 +220,7 @@ def test_restart_keeps_the_scale_down_window(world):
     300 s scale-down window holds them, as the HPA seeds its window from the current count."""
     kube, _, _, clock, ctl = world
     spec = body(autoscaling=autoscaling())
-    kube.apply(b.deployment(b.Owner("orders", NS, "uid-1"), spec["spec"], 6, Config()))
+    kube.apply(builders.deployment(builders.Owner("orders", NS, "uid-1"), spec["spec"], 6, Config()))
     ctl.autoscale(spec)
     assert kube.deployment()["spec"]["replicas"] == 6, last_status(kube)["lastDecisionReason"]
     clock.now += 301
@@ -233,7 +233,7 @@ def test_terminating_pods_do_not_count_for_utilization(world):
     the fleet goes down to 1; counted, the leaving pod would hold it at 2 (50 %, and a second busy pod)."""
     kube, _, scraper, _, ctl = world
     spec = body(autoscaling=autoscaling(targetUtilization=50, scaleDown={"stabilizationWindowSeconds": 0}))
-    kube.apply(b.deployment(b.Owner("orders", NS, "uid-1"), spec["spec"], 2, Config()))
+    kube.apply(builders.deployment(builders.Owner("orders", NS, "uid-1"), spec["spec"], 2, Config()))
     for name, ip, busy, leaving in (
         ("a", "10.0.0.1", 0, False),
         ("b", "10.0.0.2", 2, False),
@@ -388,7 +388,7 @@ def test_busy_slots_from_another_sdks_names_feed_utilization_and_protect_busy_po
         metrics={"path": "/prom"},
         autoscaling=autoscaling(targetUtilization=80, scaleDown={"stabilizationWindowSeconds": 0}),
     )
-    kube.apply(b.deployment(b.Owner("orders", NS, "uid-1"), cw["spec"], 3, Config()))
+    kube.apply(builders.deployment(builders.Owner("orders", NS, "uid-1"), cw["spec"], 3, Config()))
     for name, busy in (("a", 3), ("b", 0), ("c", 0)):
         kube.add_pod(name, f"10.0.1.{len(name)}{busy}")
         scraper.pages[name] = (
@@ -434,7 +434,7 @@ def test_metrics_disabled_deletes_the_service_and_never_scrapes(world):
 def test_pods_whose_metrics_do_not_answer_block_scale_to_zero_and_say_why(world):
     kube, _, scraper, clock, ctl = world
     cw = sdk_body("go", autoscaling=autoscaling(minReplicas=0, cooldownSeconds=0))
-    kube.apply(b.deployment(b.Owner("orders", NS, "uid-1"), cw["spec"], 1, Config()))
+    kube.apply(builders.deployment(builders.Owner("orders", NS, "uid-1"), cw["spec"], 1, Config()))
     kube.add_pod("p0", "10.0.0.1")
     scraper.errors.add("p0")
     clock.now += 1
