@@ -1,4 +1,6 @@
-"""Reconciliation and autoscaling steps for one ConductorWorker (I/O glue between kopf and the pure parts).
+"""Reconciliation and autoscaling steps for one ConductorWorker (I/O glue between kopf and the pure parts:
+builders for the children, autoscaler for the decision, status for what the user reads; Secret reads in
+kube, the pod-deletion-cost side effect of a scale-down in deletion_cost).
 
 Why a per-object State with a lock: kopf runs the create/update handler and the object's daemon in
 different threads; both apply the children and must not interleave. Why server-side apply on every
@@ -8,7 +10,6 @@ put back and everything else (e.g. fields of other controllers) is left alone.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 import time
@@ -22,40 +23,25 @@ from kubernetes.client.exceptions import ApiException
 from conductor_operator import builders, opmetrics
 from conductor_operator.autoscaler import History, Observation, config_from_spec, decide
 from conductor_operator.config import Config
-from conductor_operator.kube import Kube, now_iso
-from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets
+from conductor_operator.deletion_cost import protect_busy_pods
+from conductor_operator.kube import Kube, auth_secret, conductor_credentials, now_iso
+from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets, serving
 from conductor_operator.status import (
     QUEUE_ONLY,
     SERVICE_MONITOR_CRD,
     Problem,
+    assemble_status,
     child_failure,
-    condition,
     deployment_problems,
     metrics_verdict,
-    queue_depth_status,
-    queue_keys,
-    ready_condition_args,
-    replica_counts,
+    problem_events,
     spec_problems,
-    utilization_text,
 )
 from conductor_operator.taskdefs import TaskDefSource, pod_caps
 from worker_runtime.client import ConductorError
 
 log = logging.getLogger(__name__)
 FULL_RESYNC_SECONDS = 60.0
-
-
-def serving(scrape: ScrapeResult, pods: list[dict[str, Any]]) -> ScrapeResult:
-    """The scrape without Terminating pods: they are leaving (the HPA ignores deleted pods too), so their
-    slots must not count for utilization, busy pods or scale to zero. Busy protection still sees them."""
-    leaving = {p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")}
-    if not leaving:
-        return scrape
-    return ScrapeResult(
-        {n: m for n, m in scrape.pods.items() if n not in leaving},
-        {n: e for n, e in scrape.errors.items() if n not in leaving},
-    )
 
 
 @dataclass
@@ -145,10 +131,6 @@ class Controller:
         return st.desired
 
     # -- children --------------------------------------------------------------------------------
-
-    def _secret(self, spec: dict[str, Any], namespace: str) -> dict[str, str] | None:
-        ref = (spec.get("conductor") or {}).get("authSecretRef")
-        return self.kube.secret_data(namespace, ref["name"]) if ref else None
 
     def _child(self, failures: list[Problem], verb: str, kind: str, name: str, call: Callable[[], Any]) -> Any:
         """One write of a child; an API refusal becomes a Problem (Degraded + Warning Event) instead of
@@ -311,7 +293,7 @@ class Controller:
             if decision.desired != current:
                 direction = "up" if decision.desired > current else "down"
                 if direction == "down" and scrape.busy_pods:
-                    self._protect_busy_pods(ns, pods, scrape)
+                    protect_busy_pods(self.kube, ns, pods, scrape)
                 st.desired = decision.desired
                 deployment = self.apply_children(body, st, deployment)
                 self.kube.event(body, "Normal", "Scaled", f"Scaled from {current} to {decision.desired}: {reason}")
@@ -346,7 +328,7 @@ class Controller:
         caps: dict[str, int] = {}
         error = ""
         try:
-            key_id, key_secret = self._credentials(spec, ns)
+            key_id, key_secret = conductor_credentials(self.kube, spec, ns)
             depth = self.queues.depths(conductor["serverUrl"], queues, interval * 0.9, key_id, key_secret)
         except (ConductorError, requests.RequestException, ValueError, KeyError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
@@ -366,116 +348,44 @@ class Controller:
             scrape = ScrapeResult({}, {})
         return {"depth": depth, "caps": caps, "error": error, "pods": pods, "scrape": scrape}
 
-    def _credentials(self, spec: dict[str, Any], namespace: str) -> tuple[str | None, str | None]:
-        ref = (spec.get("conductor") or {}).get("authSecretRef")
-        if not ref:
-            return None, None
-        data = self.kube.secret_data(namespace, ref["name"])
-        if data is None:
-            raise KeyError(f"Secret {ref['name']!r} not found")
-        id_key, secret_key = ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret"
-        return base64.b64decode(data[id_key]).decode(), base64.b64decode(data[secret_key]).decode()
-
-    def _protect_busy_pods(self, namespace: str, pods: list[dict[str, Any]], scrape: Any) -> None:
-        """Mark idle pods cheaper to delete, so the ReplicaSet removes them before busy ones."""
-        for pod in pods:
-            pname = pod["metadata"]["name"]
-            cost = "0" if pname not in scrape.pods else str(min(1000000, 100 * scrape.pods[pname].busy_slots))
-            annotations = pod["metadata"].get("annotations") or {}
-            if annotations.get("controller.kubernetes.io/pod-deletion-cost") != cost:
-                try:
-                    self.kube.merge_patch(
-                        "v1",
-                        "Pod",
-                        namespace,
-                        pname,
-                        {"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": cost}}},
-                    )
-                except Exception as exc:
-                    log.debug("pod-deletion-cost on %s: %s", pname, exc)
-
     # -- status ----------------------------------------------------------------------------------
 
     def _write_status(
         self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None, auto: dict[str, Any] | None
     ) -> None:
+        """Assemble the status (status.assemble_status), post the Events a change deserves, and patch it
+        only when something other than a timestamp changed."""
         meta, spec = body["metadata"], body["spec"]
         ns, name = meta["namespace"], meta["name"]
-        generation = meta.get("generation")
-        previous = ((body.get("status") or {}).get("conditions")) or []
-        if auto is None and builders.autoscaling_enabled(spec) and st.last_auto is not None:
+        autoscaling = builders.autoscaling_enabled(spec)
+        if auto is None and autoscaling and st.last_auto is not None:
             auto = {**st.last_auto, "scaled": False}
         elif auto is not None:
             st.last_auto = auto
-        now = now_iso()
         problems = (
-            spec_problems(spec, self._secret(spec, ns), self.kube.crd_installed(SERVICE_MONITOR_CRD))
+            spec_problems(spec, auth_secret(self.kube, spec, ns), self.kube.crd_installed(SERVICE_MONITOR_CRD))
             + list(st.apply_problems)
             + deployment_problems(deployment)
         )
-        keys = tuple(p.reason for p in problems)
-        if keys != st.problems:
-            for p in problems:
-                if p.reason not in st.problems:
-                    self.kube.event(body, "Warning", p.reason, p.message)
-            if st.problems and not problems:
-                self.kube.event(body, "Normal", "Recovered", "no configuration problem left")
-            st.problems = keys
-        desired = (
-            st.desired
-            if builders.autoscaling_enabled(spec) and st.desired is not None
-            else builders.fixed_replicas(spec)
+        for type_, reason, message in problem_events(st.problems, problems):
+            self.kube.event(body, type_, reason, message)
+        st.problems = tuple(p.reason for p in problems)
+        desired = st.desired if autoscaling and st.desired is not None else builders.fixed_replicas(spec)
+        status = assemble_status(
+            body,
+            desired=desired,
+            deployment=deployment,
+            problems=problems,
+            auto=auto,
+            spec_hash=st.applied_hash,
+            last_active=st.history.last_active if st.history is not None else None,
+            now=now_iso(),
         )
-        replicas, ready, _ = replica_counts(deployment)
-        opmetrics.CURRENT.labels(ns, name).set(replicas)
-        if not builders.autoscaling_enabled(spec):
+        opmetrics.CURRENT.labels(ns, name).set(status["replicas"])
+        if not autoscaling:
             opmetrics.DESIRED.labels(ns, name).set(desired)
-        conds = [
-            condition(
-                "Degraded",
-                bool(problems),
-                problems[0].reason if problems else "AsExpected",
-                "; ".join(p.message for p in problems) or "no problem found",
-                now,
-                generation,
-                previous,
-            ),
-        ]
-        ok, reason, message = ready_condition_args(desired, deployment, bool(problems))
-        conds.append(condition("Ready", ok, reason, message, now, generation, previous))
-        conds.append(
-            condition(
-                "Active",
-                desired > 0,
-                "HasReplicas" if desired > 0 else "ScaledToZero",
-                f"{desired} replicas wanted",
-                now,
-                generation,
-                previous,
-            )
-        )
-        status: dict[str, Any] = {
-            "observedGeneration": generation,
-            "replicas": replicas,
-            "readyReplicas": ready,
-            "desiredReplicas": desired,
-            "selector": builders.selector_string(name),
-            "taskNames": ",".join(builders.task_names(spec)),
-            "specHash": st.applied_hash,
-        }
         if auto is not None:
             reachable = auto["depth"] is not None
-            conds.append(
-                condition(
-                    "ConductorReachable",
-                    reachable,
-                    "QueueDepthRead" if reachable else "QueueDepthUnavailable",
-                    "queue sizes read" if reachable else auto["error"],
-                    now,
-                    generation,
-                    previous,
-                )
-            )
             if st.reachable is not None and reachable != st.reachable:
                 self.kube.event(
                     body,
@@ -484,38 +394,8 @@ class Controller:
                     "queue sizes read again" if reachable else auto["error"],
                 )
             st.reachable = reachable
-            verdict = auto.get("metrics")
-            if verdict is None:
-                verdict = (None, "NoPodsScraped", "no running pod to read /metrics from yet")
-            conds.append(condition("MetricsAvailable", *verdict, now, generation, previous))
-            status["lastDecisionReason"] = auto["reason"][:1000]
-            metered = verdict[0] is True
-            status["busySlots"] = auto["busy"] if metered else None
-            status["slotCapacity"] = auto["capacity"] if metered else None
-            status["utilization"] = utilization_text(auto["busy"], auto["capacity"]) if metered else None
-            depth, total = queue_depth_status(
-                (body.get("status") or {}).get("queueDepth"), auto["depth"], queue_keys(spec)
-            )
-            if depth is not None:
-                status["queueDepth"] = depth
-            if total is not None:
-                status["totalQueueDepth"] = total
-            if auto["scaled"]:
-                status["lastScaleTime"] = now
-            if st.history is not None and st.history.last_active is not None:
-                status["lastActiveTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(st.history.last_active))
-        else:
-            status["lastDecisionReason"] = (
-                "autoscaling disabled: spec.replicas"
-                if not builders.autoscaling_enabled(spec)
-                else "waiting for first evaluation"
-            )
-            if not builders.autoscaling_enabled(spec):
-                # Without the autoscaler the operator does not ask Conductor: do not show stale numbers.
-                status.update({"queueDepth": None, "totalQueueDepth": None, "utilization": None})
-        status["conditions"] = conds
         comparable = {k: v for k, v in status.items() if k != "conditions"}
-        comparable["conditions"] = [dict(c) for c in conds]
+        comparable["conditions"] = [dict(c) for c in status["conditions"]]
         if comparable == st.last_status:
             return
         self.kube.patch_status(ns, name, status)

@@ -6,6 +6,7 @@ no typed API) with one code path, and merge patches without the client's model r
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -166,3 +167,27 @@ class Kube:
             self.request("POST", object_path("v1", "Event", meta["namespace"]), body, "application/json")
         except Exception as exc:
             log.warning("could not post event %s: %s", reason, exc)
+
+
+# -- the Conductor credentials Secret ------------------------------------------------------------------
+
+
+def auth_secret(kube: Kube, spec: dict[str, Any], namespace: str) -> dict[str, str] | None:
+    """The data of the Secret spec.conductor.authSecretRef names; None without a reference or a Secret."""
+    ref = (spec.get("conductor") or {}).get("authSecretRef")
+    return kube.secret_data(namespace, ref["name"]) if ref else None
+
+
+def conductor_credentials(kube: Kube, spec: dict[str, Any], namespace: str) -> tuple[str | None, str | None]:
+    """(key id, key secret) for Conductor from the referenced Secret, (None, None) without a reference.
+
+    Raises KeyError when the Secret or one of its keys is missing (the queue depth is then unavailable,
+    and the Degraded condition says which)."""
+    ref = (spec.get("conductor") or {}).get("authSecretRef")
+    if not ref:
+        return None, None
+    data = kube.secret_data(namespace, ref["name"])
+    if data is None:
+        raise KeyError(f"Secret {ref['name']!r} not found")
+    id_key, secret_key = ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret"
+    return base64.b64decode(data[id_key]).decode(), base64.b64decode(data[secret_key]).decode()

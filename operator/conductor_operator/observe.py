@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 
@@ -261,3 +262,15 @@ def pod_targets(pods: Iterable[dict], port: int, path: str = "/metrics") -> dict
         if ip and status.get("phase") == "Running":
             out[pod["metadata"]["name"]] = f"http://{ip}:{port}{path}"
     return out
+
+
+def serving(scrape: ScrapeResult, pods: list[dict[str, Any]]) -> ScrapeResult:
+    """The scrape without Terminating pods: they are leaving (the HPA ignores deleted pods too), so their
+    slots must not count for utilization, busy pods or scale to zero. Busy protection still sees them."""
+    leaving = {p["metadata"]["name"] for p in pods if p["metadata"].get("deletionTimestamp")}
+    if not leaving:
+        return scrape
+    return ScrapeResult(
+        {n: p for n, p in scrape.pods.items() if n not in leaving},
+        {n: e for n, e in scrape.errors.items() if n not in leaving},
+    )

@@ -1,4 +1,5 @@
-"""Pure status logic: spec problems (Degraded), conditions with stable transition times, status fields.
+"""Pure status logic: spec problems (Degraded), conditions with stable transition times, the whole status
+a ConductorWorker gets (assemble_status) and the Events a change of problems deserves.
 
 Why here and not in the handlers: what the user reads in `kubectl get/describe cw` is a contract; keeping
 it pure lets the unit tests pin it down.
@@ -7,8 +8,11 @@ it pure lets the unit tests pin it down.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
+
+from conductor_operator import builders
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 
@@ -198,3 +202,108 @@ def metrics_verdict(
             "scaled to zero. If the worker serves no metrics, set spec.metrics.enabled to false",
         )
     return None
+
+
+def problem_events(before: tuple[str, ...], problems: list[Problem]) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of the Events a change of problems deserves: a Warning per problem not
+    reported before, Recovered when the last one is gone. No change, no Event (they would pile up)."""
+    events = [("Warning", p.reason, p.message) for p in problems if p.reason not in before]
+    if before and not problems:
+        events.append(("Normal", "Recovered", "no configuration problem left"))
+    return events
+
+
+def assemble_status(
+    body: dict[str, Any],
+    *,
+    desired: int,
+    deployment: dict[str, Any] | None,
+    problems: list[Problem],
+    auto: dict[str, Any] | None,
+    spec_hash: str | None,
+    last_active: float | None,
+    now: str,
+) -> dict[str, Any]:
+    """The status to merge-patch: replica counts, conditions and, with the autoscaler's last evaluation
+    (auto: depth, error, busy, capacity, reason, scaled, metrics), what it saw and decided.
+
+    Why merge-patch-shaped: keys set to None remove stale fields (e.g. queue numbers once autoscaling is
+    off, a queue whose task left the spec)."""
+    meta, spec = body["metadata"], body["spec"]
+    generation = meta.get("generation")
+    previous = ((body.get("status") or {}).get("conditions")) or []
+    autoscaling = builders.autoscaling_enabled(spec)
+    replicas, ready, _ = replica_counts(deployment)
+    conds = [
+        condition(
+            "Degraded",
+            bool(problems),
+            problems[0].reason if problems else "AsExpected",
+            "; ".join(p.message for p in problems) or "no problem found",
+            now,
+            generation,
+            previous,
+        ),
+    ]
+    ok, reason, message = ready_condition_args(desired, deployment, bool(problems))
+    conds.append(condition("Ready", ok, reason, message, now, generation, previous))
+    conds.append(
+        condition(
+            "Active",
+            desired > 0,
+            "HasReplicas" if desired > 0 else "ScaledToZero",
+            f"{desired} replicas wanted",
+            now,
+            generation,
+            previous,
+        )
+    )
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "readyReplicas": ready,
+        "desiredReplicas": desired,
+        "selector": builders.selector_string(meta["name"]),
+        "taskNames": ",".join(builders.task_names(spec)),
+        "specHash": spec_hash,
+    }
+    if auto is not None:
+        reachable = auto["depth"] is not None
+        conds.append(
+            condition(
+                "ConductorReachable",
+                reachable,
+                "QueueDepthRead" if reachable else "QueueDepthUnavailable",
+                "queue sizes read" if reachable else auto["error"],
+                now,
+                generation,
+                previous,
+            )
+        )
+        verdict = auto.get("metrics")
+        if verdict is None:
+            verdict = (None, "NoPodsScraped", "no running pod to read /metrics from yet")
+        conds.append(condition("MetricsAvailable", *verdict, now, generation, previous))
+        status["lastDecisionReason"] = auto["reason"][:1000]
+        metered = verdict[0] is True
+        status["busySlots"] = auto["busy"] if metered else None
+        status["slotCapacity"] = auto["capacity"] if metered else None
+        status["utilization"] = utilization_text(auto["busy"], auto["capacity"]) if metered else None
+        depth, total = queue_depth_status((body.get("status") or {}).get("queueDepth"), auto["depth"], queue_keys(spec))
+        if depth is not None:
+            status["queueDepth"] = depth
+        if total is not None:
+            status["totalQueueDepth"] = total
+        if auto["scaled"]:
+            status["lastScaleTime"] = now
+        if last_active is not None:
+            status["lastActiveTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_active))
+    else:
+        status["lastDecisionReason"] = (
+            "autoscaling disabled: spec.replicas" if not autoscaling else "waiting for first evaluation"
+        )
+        if not autoscaling:
+            # Without the autoscaler the operator does not ask Conductor: do not show stale numbers.
+            status.update({"queueDepth": None, "totalQueueDepth": None, "utilization": None})
+    status["conditions"] = conds
+    return status
