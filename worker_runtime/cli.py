@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         "refuses a longer string)",
     )
     run.add_argument(
+        "--update-v2",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("CONDUCTOR_WORKER_UPDATE_V2", "true").strip().lower() not in ("0", "false", "no", "off"),
+        help="report results with POST /tasks/update-v2, which hands back the next task: one request per task "
+        "(default on; env CONDUCTOR_WORKER_UPDATE_V2; --no-update-v2 for a server without it, which is also "
+        "detected on its first 404/405)",
+    )
+    run.add_argument(
         "--json-logs",
         action="store_true",
         default=os.environ.get("CONDUCTOR_WORKER_JSON_LOGS", "").lower() in ("1", "true"),
@@ -146,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics_host=args.metrics_host,
             drain_timeout=args.drain_timeout,
             max_result_bytes=args.max_result_bytes,
+            update_v2=args.update_v2,
         )
     except ValueError as exc:
         log.error("%s", exc)

@@ -53,6 +53,13 @@ class WorkerMetrics:
             t,
             registry=r,
         )
+        self.handed = Counter("task_handed_over", "Tasks the server handed over with an update-v2 reply", t, registry=r)
+        self.released = Counter(
+            "task_released",
+            "Tasks handed over by update-v2 that could not start at once and were given back to the queue",
+            t,
+            registry=r,
+        )
         self.busy_slots = Gauge("worker_busy_slots", "Slots executing or reporting a task now", t, registry=r)
         self.capacity = Gauge("worker_slot_capacity", "Concurrency slots configured", t, registry=r)
         self.paused = Gauge("task_paused", "1 when polling for the task type is paused", t, registry=r)

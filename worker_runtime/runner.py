@@ -9,6 +9,13 @@ server: results are retried with backoff and never silently dropped.
 Every task held is a `_Held` whose `state` decides who reports it, so no task is reported twice: the
 thread that computed the result, the watchdog when the task overran its timeout, or the drain at
 the deadline. Transitions happen under the runner's lock.
+
+Results go out with `POST /tasks/update-v2`, whose reply is the next task of the same type for this
+worker: in steady state one request per task, the poll thread idle while every slot chains. The
+server marks a task it hands over IN_PROGRESS and takes it off the queue, so a runner that cannot
+start it at once (stopping, paused, tasks already waiting for a slot) gives it back immediately
+(IN_PROGRESS, callback 0 s: requeued for the next poll) rather than let it wait for its response
+timeout. `update_v2=False` (or a server without it) reports with `POST /tasks`.
 """
 
 from __future__ import annotations
@@ -109,8 +116,10 @@ class TaskRunner:
         update_retry_seconds: float = 900.0,
         max_result_bytes: int = MAX_RESULT_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        update_v2: bool = True,
     ) -> None:
         self.spec = spec
+        self.update_v2 = update_v2
         self.settings = settings
         self.client = client
         self.metrics = metrics
@@ -300,12 +309,10 @@ class TaskRunner:
 
     def _accept(self, raw: Any) -> None:
         """Hold a polled task: start it if a slot is free, else queue it (the server sent more than asked)."""
-        if not isinstance(raw, dict) or not raw.get("taskId"):
-            log.error("ignoring malformed task from server: %.200r", raw)
+        held = self._hold(raw)
+        if held is None:
             return
-        task = Task(raw)
-        deadline, limit = self._deadline(task)
-        held = _Held(task, deadline, limit)
+        task = held.task
         with self._cond:
             if task.task_id in self._held:
                 log.warning("task %s polled again while held; ignoring the copy", task.task_id)
@@ -319,6 +326,14 @@ class TaskRunner:
             held.has_slot = True
         self.metrics.busy_slots.labels(**self._labels).inc()
         self._start(held)
+
+    def _hold(self, raw: Any) -> _Held | None:
+        if not isinstance(raw, dict) or not raw.get("taskId"):
+            log.error("ignoring malformed task from server: %.200r", raw)
+            return None
+        task = Task(raw)
+        deadline, limit = self._deadline(task)
+        return _Held(task, deadline, limit)
 
     def _deadline(self, task: Task) -> tuple[float | None, str]:
         limits = []
@@ -336,13 +351,19 @@ class TaskRunner:
 
     # -- execution -------------------------------------------------------------------------------
 
-    def _start(self, held: _Held) -> None:
+    def _begin(self, held: _Held) -> bool:
+        """QUEUED -> RUNNING; False if the watchdog or the drain took the task first."""
         with self._cond:
             if held.state != QUEUED:
-                return
+                return False
             held.state = RUNNING
         self.metrics.execution_started.labels(**self._labels).inc()
         self.metrics.active_workers.labels(**self._labels).inc()
+        return True
+
+    def _start(self, held: _Held) -> None:
+        if not self._begin(held):
+            return
         if self.spec.is_async:
             if self.async_loop is None:
                 raise RuntimeError("async worker without an event loop")
@@ -352,7 +373,12 @@ class TaskRunner:
             self._threads.submit(self._run_sync, held)
 
     def _run_sync(self, held: _Held) -> None:
-        self._finish(held, self.execute(held.task))
+        """Run the task, report it, and run on this thread the next one the server handed over."""
+        following: _Held | None = held
+        while following is not None:
+            following = self._finish(following, self.execute(following.task))
+            if following is not None and not self._begin(following):
+                return
 
     async def _run_async(self, held: _Held) -> None:
         result = await self.execute_async(held.task)
@@ -361,7 +387,12 @@ class TaskRunner:
                 self.settings.thread_count, thread_name_prefix=f"report-{self.name}"
             )
         # Updates are blocking HTTP calls: they run on a small pool, never on the event loop.
-        self._report_pool.submit(self._finish, held, result)
+        self._report_pool.submit(self._finish_and_start, held, result)
+
+    def _finish_and_start(self, held: _Held, result: TaskResult) -> None:
+        following = self._finish(held, result)
+        if following is not None:
+            self._start(following)
 
     def execute(self, task: Task) -> TaskResult:
         """Run a sync function on the task's input; never raises (exceptions become FAILED results)."""
@@ -416,8 +447,9 @@ class TaskRunner:
             failed = results.terminal_failure(str(exc), task, self.settings.worker_id)
             return results.encode(failed.to_json(), self.max_result_bytes), str(failed.status)
 
-    def _finish(self, held: _Held, result: TaskResult) -> None:
-        """The function returned: report its result, unless the watchdog or the drain already did."""
+    def _finish(self, held: _Held, result: TaskResult) -> _Held | None:
+        """The function returned: report its result, unless the watchdog or the drain already did.
+        Returns the task the server handed over in the slot, for the caller to start."""
         body, status = self._encode(held.task, result)
         with self._cond:
             late = held.state != RUNNING
@@ -430,11 +462,11 @@ class TaskRunner:
             if held.timed_out and not self.spec.is_async:
                 self.metrics.hung.labels(**self._labels).dec()
             log.info("task %s finished after it was reported; its result is discarded", held.task.task_id)
-            return
+            return None
         self.metrics.active_workers.labels(**self._labels).dec()
         self.metrics.execute.labels(taskType=self.name, status=status).inc()
         self.metrics.result_size.labels(**self._labels).observe(len(body))
-        self._deliver(held)
+        return self._deliver(held)
 
     # -- timeouts --------------------------------------------------------------------------------
 
@@ -478,25 +510,48 @@ class TaskRunner:
             with self._cond:
                 held.state, held.status = READY, str(failed.status)
                 held.body = results.encode(failed.to_json(), self.max_result_bytes)
-            threading.Thread(target=self._deliver, args=(held,), name=f"report-{self.name}", daemon=True).start()
+            threading.Thread(target=self._report, args=(held,), name=f"report-{self.name}", daemon=True).start()
         return [h.task.task_id for h in overdue]
 
     # -- reporting -------------------------------------------------------------------------------
 
-    def _deliver(self, held: _Held) -> None:
+    def _report(self, held: _Held) -> None:
+        following = self._deliver(held)
+        if following is not None:
+            self._start(following)
+
+    def _chains(self, held: _Held) -> bool:
+        """Whether to report with update-v2 (and take the next task in this slot): only when the slot
+        could take one now; stopping, paused or with tasks waiting for a slot, plain POST /tasks."""
+        return (
+            self.update_v2
+            and self.client.update_v2
+            and held.has_slot
+            and not self.paused
+            and not self._waiting
+            and not self._stopping.is_set()
+            and not self._abort.is_set()
+        )
+
+    def _deliver(self, held: _Held) -> _Held | None:
         """Send the result until the server accepts it. A 4xx refusal is replaced by a terminal failure
-        with the server's reason, so the workflow does not hang; anything else is retried."""
+        with the server's reason, so the workflow does not hang; anything else is retried. Returns the
+        task update-v2 handed over in this slot (QUEUED, for the caller to start), or None."""
         backoff = dataclasses.replace(self.update_backoff, attempts=0)
         give_up_at = time.monotonic() + self.update_retry_seconds
         while True:
             with self._cond:
                 if held.state != READY:  # the drain took it over
-                    return
+                    return None
                 held.state = SENDING
             started = time.perf_counter()
             error: Exception | None = None
+            handed: Any = None
             try:
-                self.client.update_task(held.body)
+                if self._chains(held):
+                    handed = self.client.update_task_v2(held.body)
+                else:
+                    self.client.update_task(held.body)
             except Exception as exc:
                 error = exc
             took = time.perf_counter() - started
@@ -506,8 +561,7 @@ class TaskRunner:
                 held.state = READY if error else DONE
             if error is None:
                 self.server_ok = True
-                self._release(held)
-                return
+                return self._hand_over(held, handed)
             if not isinstance(error, ConductorError):  # a bug in a client: retrying cannot help
                 error = ConductorError(f"{type(error).__name__}: {error}", client_error=type(error).__name__)
             self.metrics.update_error.labels(taskType=self.name, exception=error.kind).inc()
@@ -522,7 +576,7 @@ class TaskRunner:
                 if mine:
                     self._give_up(held, error)
                     self._release(held)
-                return
+                return None
             delay = backoff.next_delay()
             log.warning("update of task %s failed (%s); retrying in %.1fs", held.task.task_id, error, delay)
             self._abort.wait(delay)
@@ -540,6 +594,55 @@ class TaskRunner:
                 return False
             held.body, held.status = results.encode(failed.to_json(), self.max_result_bytes), str(failed.status)
         return True
+
+    def _hand_over(self, held: _Held, raw: Any) -> _Held | None:
+        """The server accepted `held`'s result and handed over `raw` (or None). The slot passes to the
+        new task when it can start now; otherwise the slot is freed and the task given back at once."""
+        following = self._hold(raw) if raw is not None else None
+        if following is None:
+            self._release(held)
+            return None
+        self.metrics.handed.labels(**self._labels).inc()
+        self.metrics.polled.labels(**self._labels).inc()
+        task_id = following.task.task_id
+        with self._cond:
+            duplicate = task_id in self._held
+            if (
+                not duplicate
+                and held.has_slot
+                and self._held.get(held.task.task_id) is held
+                and not self._waiting
+                and not self.paused
+                and not self._stopping.is_set()
+                and not self._abort.is_set()
+            ):
+                del self._held[held.task.task_id]
+                following.has_slot = True
+                self._held[task_id] = following
+                self._cond.notify_all()
+                return following
+        self._release(held)
+        if duplicate:  # a copy of a task running here: giving it back would run it twice
+            log.warning("task %s handed over again while held; ignoring the copy", task_id)
+        else:
+            self._give_back(following.task)
+        return None
+
+    def _give_back(self, task: Task) -> None:
+        """Requeue a task this runner was handed but cannot start, so another poll takes it now."""
+        self.metrics.released.labels(**self._labels).inc()
+        for attempt in (1, 2):
+            try:
+                self.client.release_task(task.raw, self.settings.worker_id)
+                log.info("gave task %s (%s) back to the queue", task.task_id, self.name)
+                return
+            except Exception as exc:
+                if attempt == 2:
+                    log.error(
+                        "could not give task %s back (%s); the server retries it after its response timeout",
+                        task.task_id,
+                        exc,
+                    )
 
     def _release(self, held: _Held) -> None:
         """The task is reported: free its slot, or hand it to a task that waits for one."""
@@ -585,6 +688,7 @@ class TaskHandler:
         update_retry_seconds: float = 900.0,
         max_result_bytes: int = MAX_RESULT_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        update_v2: bool = True,
     ) -> None:
         specs = list(workers.values()) if isinstance(workers, Mapping) else list(workers)
         if not specs:
@@ -596,7 +700,15 @@ class TaskHandler:
         self.async_loop = _AsyncLoop(clock) if any(s.is_async for s in specs) else None
         self.runners = [
             TaskRunner(
-                spec, st, self.client, self.metrics, self.async_loop, update_retry_seconds, max_result_bytes, clock
+                spec,
+                st,
+                self.client,
+                self.metrics,
+                self.async_loop,
+                update_retry_seconds,
+                max_result_bytes,
+                clock,
+                update_v2,
             )
             for spec, st in zip(specs, self.settings, strict=True)
         ]

@@ -16,6 +16,7 @@ from worker_runtime.backoff import Backoff
 from worker_runtime.client import ConductorError
 from worker_runtime.config import resolve
 from worker_runtime.metrics import WorkerMetrics
+from worker_runtime.model import Task
 from worker_runtime.runner import TaskHandler, TaskRunner, _AsyncLoop
 from worker_runtime.worker import WorkerSpec, is_async_callable
 
@@ -32,6 +33,10 @@ class FakeClient:
         self.attempts: list[dict] = []  # every update attempt, decoded
         self.accepted: list[dict] = []
         self.observers: list = []
+        self.update_v2 = True
+        self.handed: deque[Any] = deque()  # what each update-v2 reply hands over (None: nothing)
+        self.via: list[str] = []  # the endpoint of each update attempt: "v1" POST /tasks, "v2" update-v2
+        self.released: list[str] = []
         self._cond = threading.Condition()
 
     def poll_batch(self, task_type: str, worker_id: str, count: int, timeout_ms: int, domain: str | None) -> Any:
@@ -47,15 +52,29 @@ class FakeClient:
         return answer
 
     def update_task(self, body: bytes | dict) -> str:
+        return self._update(body, "v1")["taskId"]
+
+    def update_task_v2(self, body: bytes | dict) -> dict | None:
+        self._update(body, "v2")
+        with self._cond:
+            return self.handed.popleft() if self.handed else None
+
+    def _update(self, body: bytes | dict, via: str) -> dict:
         decoded = json.loads(body) if isinstance(body, bytes) else body
         with self._cond:
             self.attempts.append(decoded)
+            self.via.append(via)
             self._cond.notify_all()
             if self.update_failures:
                 raise self.update_failures.popleft()
             self.accepted.append(decoded)
             self._cond.notify_all()
-        return decoded["taskId"]
+        return decoded
+
+    def release_task(self, task: dict, worker_id: str) -> None:
+        with self._cond:
+            self.released.append(task["taskId"])
+            self._cond.notify_all()
 
     def wait_for(self, what: str, n: int) -> list[dict]:
         with self._cond:
@@ -112,6 +131,140 @@ def test_a_5xx_saying_not_retryable_is_retried_until_the_result_is_accepted():
     assert accepted[0]["outputData"] == {"y": 2}
     assert _metric(runner, "task_update_error_total", exception="HTTP500") == 1
     _wait_idle(runner)
+
+
+# -- update-v2 hand-over --------------------------------------------------------------------------
+
+
+def _recording(ran: list[str]):
+    def work(task: Task) -> dict:
+        ran.append(task.task_id)
+        return {}
+
+    return work
+
+
+def _waits_on_t2(release: threading.Event):
+    def work(task: Task) -> dict:
+        if task.task_id == "t2":
+            release.wait(WAIT)
+        return {}
+
+    return work
+
+
+def test_a_task_handed_over_by_update_v2_runs_in_the_same_slot_without_a_poll():
+    client = FakeClient()
+    client.handed.extend([_raw("t2"), None])
+    ran = []
+    runner = _runner(_recording(ran), client)
+    runner._accept(_raw("t1"))
+    accepted = client.wait_for("accepted", 2)
+    _wait_idle(runner)
+    assert ([a["taskId"] for a in accepted], client.via, ran) == (["t1", "t2"], ["v2", "v2"], ["t1", "t2"])
+    assert client.asked == []  # the poll thread never ran: no poll was needed
+    assert (_metric(runner, "task_handed_over_total"), _metric(runner, "task_released_total")) == (1, 0)
+    assert runner.busy == 0
+
+
+def test_update_v2_off_reports_with_post_tasks():
+    client = FakeClient()
+    client.handed.append(_raw("t2"))
+    runner = _runner(lambda: {}, client)
+    runner.update_v2 = False
+    runner._accept(_raw("t1"))
+    client.wait_for("accepted", 1)
+    _wait_idle(runner)
+    assert client.via == ["v1"]
+
+
+def test_a_server_without_update_v2_is_reported_to_with_post_tasks():
+    client = FakeClient()
+    client.update_v2 = False  # the client found no update-v2 on the server
+    runner = _runner(lambda: {}, client)
+    runner._accept(_raw("t1"))
+    client.wait_for("accepted", 1)
+    _wait_idle(runner)
+    assert client.via == ["v1"]
+
+
+class _StopsDuringUpdate(FakeClient):
+    """The runner is told to stop (or pause) while an update-v2 is in flight; the reply hands over a task."""
+
+    runner: TaskRunner
+    pause = False
+
+    def update_task_v2(self, body):
+        if self.pause:
+            self.runner.paused = True
+        else:
+            self.runner.request_stop()
+        return super().update_task_v2(body)
+
+
+@pytest.mark.parametrize("pause", [False, True])
+def test_a_task_handed_over_while_stopping_or_paused_is_given_back_at_once_and_never_run(pause):
+    client = _StopsDuringUpdate()
+    client.pause = pause
+    client.handed.append(_raw("t2"))
+    ran = []
+    runner = _runner(_recording(ran), client)
+    client.runner = runner
+    runner._accept(_raw("t1"))
+    assert client.wait_for("released", 1) == ["t2"]
+    _wait_idle(runner)
+    assert (ran, runner.busy, _metric(runner, "task_released_total")) == (["t1"], 0, 1)
+
+
+def test_a_stopping_runner_reports_with_post_tasks_and_takes_no_task():
+    client = FakeClient()
+    client.handed.append(_raw("t2"))
+    release = threading.Event()
+    runner = _runner(lambda: release.wait(WAIT) and {}, client)
+    runner._accept(_raw("t1"))
+    runner.request_stop()
+    release.set()
+    client.wait_for("accepted", 1)
+    _wait_idle(runner)
+    assert (client.via, client.released) == (["v1"], [])
+
+
+def test_with_tasks_waiting_for_a_slot_the_update_takes_no_new_task():
+    client = FakeClient()
+    client.handed.extend([_raw("t3"), None])
+    ran = []
+    release = threading.Event()
+    record = _recording(ran)
+
+    def work(task: Task) -> dict:
+        release.wait(WAIT)
+        return record(task)
+
+    runner = _runner(work, client)
+    runner._accept(_raw("t1"))  # takes the only slot...
+    runner._accept(_raw("t2"))  # ...so this one waits for it (the server sent more than asked)
+    release.set()
+    accepted = client.wait_for("accepted", 3)
+    _wait_idle(runner)
+    # t1's update leaves the slot to t2 (POST /tasks); t2's, with nobody waiting, chains to t3
+    assert ([a["taskId"] for a in accepted], client.via) == (["t1", "t2", "t3"], ["v1", "v2", "v2"])
+    assert (ran, client.released) == (["t1", "t2", "t3"], [])
+
+
+def test_a_copy_of_a_task_held_here_is_ignored_not_given_back():
+    client = FakeClient()
+    release = threading.Event()
+    client.handed.append(_raw("t2"))
+    runner = _runner(_waits_on_t2(release), client, slots=2)
+    runner._accept(_raw("t2"))  # running in slot 1
+    runner._accept(_raw("t1"))  # slot 2: its update-v2 hands over a copy of t2
+    client.wait_for("accepted", 1)
+    with runner._cond:
+        assert runner._cond.wait_for(lambda: runner.busy == 1, WAIT)
+    release.set()
+    accepted = client.wait_for("accepted", 2)
+    _wait_idle(runner)
+    assert ([a["taskId"] for a in accepted], client.released) == (["t1", "t2"], [])
 
 
 def test_a_4xx_refusal_ends_the_task_terminal_with_the_servers_reason():

@@ -15,24 +15,34 @@ from worker_runtime.worker import WorkerSpec
 
 
 class _Conductor:
-    """Hands out one task, then none; records every result update with its content type."""
+    """Hands out two tasks, one per poll or update-v2 reply (the second one in the first update-v2
+    reply), then none; records every result update with its path and content type."""
 
     def __init__(self) -> None:
-        self.tasks = [{"taskId": "t1", "workflowInstanceId": "w1", "taskType": "work", "inputData": {"x": 4}}]
-        self.updates: list[tuple[str, dict]] = []
+        self.tasks = [
+            {"taskId": f"t{i}", "workflowInstanceId": "w1", "taskType": "work", "inputData": {"x": i * 4}}
+            for i in (1, 2)
+        ]
+        self.updates: list[tuple[str, str, dict]] = []
         self.updated = threading.Event()
         conductor = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                batch, conductor.tasks = conductor.tasks, []
+                batch, conductor.tasks = conductor.tasks[:1], conductor.tasks[1:]
                 self._reply(200, json.dumps(batch).encode())
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                conductor.updates.append((self.headers["Content-Type"], body))
-                conductor.updated.set()
-                self._reply(200, body["taskId"].encode())
+                conductor.updates.append((self.path, self.headers["Content-Type"], body))
+                if len(conductor.updates) == 2:
+                    conductor.updated.set()
+                if self.path != "/api/tasks/update-v2":
+                    self._reply(200, body["taskId"].encode())
+                elif conductor.tasks:
+                    self._reply(200, json.dumps(conductor.tasks.pop(0)).encode())
+                else:
+                    self._reply(204, b"")
 
             def _reply(self, code: int, body: bytes) -> None:
                 self.send_response(code)
@@ -64,15 +74,21 @@ def test_a_task_round_trip_over_http_and_the_endpoints_name_both_metric_sets():
             text = requests.get(f"{base}/metrics", timeout=5).text
     finally:
         server.server.shutdown()
-    content_type, body = server.updates[0]
-    assert content_type == "application/json"
-    assert (body["status"], body["outputData"]) == ("COMPLETED", {"y": 8})
+    assert [(path, content_type) for path, content_type, _ in server.updates] == [
+        ("/api/tasks/update-v2", "application/json")
+    ] * 2
+    assert [(body["taskId"], body["status"], body["outputData"]) for _, _, body in server.updates] == [
+        ("t1", "COMPLETED", {"y": 8}),
+        ("t2", "COMPLETED", {"y": 16}),  # handed over by the first update-v2 reply, never polled
+    ]
     for line in (
         'task_poll_total{taskType="work"}',
-        'task_execution_started_total{taskType="work"} 1.0',
-        'task_update_time_seconds_count{status="SUCCESS",taskType="work"} 1.0',
-        'http_api_client_request_seconds_count{method="POST",status="200",uri="/tasks"} 1.0',
+        'task_update_time_seconds_count{status="SUCCESS",taskType="work"} 2.0',
+        'http_api_client_request_seconds_count{method="POST",status="200",uri="/tasks/update-v2"} 1.0',
+        'http_api_client_request_seconds_count{method="POST",status="204",uri="/tasks/update-v2"} 1.0',
         'http_api_client_request_seconds_count{method="GET",status="200",uri="/tasks/poll/batch/{taskType}"}',
+        'task_handed_over_total{taskType="work"} 1.0',
+        'task_execution_started_total{taskType="work"} 2.0',
         'worker_slot_capacity{taskType="work"} 1.0',
         'task_poll_counter_total{taskType="work"}',
     ):
