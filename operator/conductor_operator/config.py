@@ -49,6 +49,9 @@ class Config:
     """CWO_WATCH_SERVER_TIMEOUT: seconds the API server keeps a watch open before kopf re-lists."""
     default_worker_image: str = DEFAULT_WORKER_IMAGE
     """CWO_DEFAULT_WORKER_IMAGE: the runtime image of a python ConductorWorker without spec.image."""
+    secret_ttl_seconds: float = 60.0
+    """CWO_SECRET_TTL_SECONDS: how long a complete authSecretRef Secret is reused before it is read again
+    (a rotated key reaches the queue-depth calls within this time; a missing one is read at every step)."""
     kubeconfig: str | None = None
     """KUBECONFIG: the kubeconfig used outside a cluster (in a pod, the in-cluster credentials win)."""
 
@@ -71,5 +74,6 @@ class Config:
             max_workers=int(env.get("CWO_MAX_WORKERS") or d.max_workers),
             watch_server_timeout=int(env.get("CWO_WATCH_SERVER_TIMEOUT") or d.watch_server_timeout),
             default_worker_image=env.get("CWO_DEFAULT_WORKER_IMAGE") or d.default_worker_image,
+            secret_ttl_seconds=float(env.get("CWO_SECRET_TTL_SECONDS") or d.secret_ttl_seconds),
             kubeconfig=env.get("KUBECONFIG") or None,
         )

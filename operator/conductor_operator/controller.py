@@ -10,6 +10,7 @@ put back and everything else (e.g. fields of other controllers) is left alone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -38,10 +39,13 @@ from conductor_operator.status import (
     spec_problems,
 )
 from conductor_operator.taskdefs import TaskDefSource, pod_caps
+from conductor_operator.watched import Cached
 from worker_runtime.client import ConductorError
 
 log = logging.getLogger(__name__)
-FULL_RESYNC_SECONDS = 60.0
+# Every child is applied again this often even when nothing seems changed: the Service, PDB and ServiceMonitor
+# are not watched, so a hand edit of them is put back within this time (the Deployment's at once: watched).
+FULL_RESYNC_SECONDS = 300.0
 
 
 @dataclass
@@ -50,7 +54,7 @@ class State:
     re-reads the Deployment and the status, and the autoscaler seeds its history from the current count)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set and awaited on kopf's event loop only
     history: History | None = None  # None until the first evaluation, which seeds it (see decide)
     desired: int | None = None
     applied_generation: int | None = None  # the Deployment's generation after our last apply
@@ -64,6 +68,7 @@ class State:
     reachable: bool | None = None
     last_status: dict[str, Any] = field(default_factory=dict)
     last_auto: dict[str, Any] | None = None  # the last autoscaler evaluation, for status writes between them
+    wanted_hash: tuple[int | None, str] | None = None  # (CR generation, spec hash of the Deployment it wants)
 
 
 @dataclass
@@ -150,6 +155,13 @@ class Controller:
         owner = builders.Owner.from_body(body)
         spec = body["spec"]
         failures: list[Problem] = []
+        if not (body.get("status") or {}).get("observedGeneration"):
+            # Never reconciled: no child of ours exists yet, and a DELETE of one would only answer 404.
+            st.service = False if st.service is None else st.service
+            st.pdb = False if st.pdb is None else st.pdb
+            fresh = True
+        else:
+            fresh = False
         replicas = self._replicas(spec, st, deployment)
         dep_manifest = builders.deployment(owner, spec, replicas, self.config)
         applied = self._child(failures, "apply", "Deployment", owner.name, lambda: self.kube.apply(dep_manifest))
@@ -187,7 +199,7 @@ class Controller:
                     owner.name,
                     lambda: self.kube.apply(builders.service_monitor(owner, spec)),
                 )
-            else:
+            elif not fresh:
                 self._child(
                     failures,
                     "delete",
@@ -227,37 +239,57 @@ class Controller:
             return True  # missing, or a child was refused last time: try again at every step
         if deployment["metadata"].get("generation") != st.applied_generation:
             return True  # someone else changed the spec: put our fields back
-        want = builders.deployment(builders.Owner.from_body(body), body["spec"], None, self.config)["metadata"][
-            "annotations"
-        ][builders.HASH_ANNOTATION]
-        if (deployment["metadata"].get("annotations") or {}).get(builders.HASH_ANNOTATION) != want:
+        if (deployment["metadata"].get("annotations") or {}).get(builders.HASH_ANNOTATION) != self._wanted_hash(
+            body, st
+        ):
             return True
         return self.clock() - st.last_full_apply > FULL_RESYNC_SECONDS
 
+    def _wanted_hash(self, body: dict[str, Any], st: State) -> str:
+        """The spec hash of the Deployment the ConductorWorker wants, built once per CR generation."""
+        generation = body["metadata"].get("generation")
+        if st.wanted_hash is None or st.wanted_hash[0] != generation:
+            manifest = builders.deployment(builders.Owner.from_body(body), body["spec"], None, self.config)
+            st.wanted_hash = (generation, manifest["metadata"]["annotations"][builders.HASH_ANNOTATION])
+        return st.wanted_hash[1]
+
+    def _deployment(self, ns: str, name: str, st: State, cached: Cached | None) -> dict[str, Any] | None:
+        """The Deployment from the watch cache, or from the API server when there is no cache or it has not
+        seen our last apply yet (a watch event lags the apply by a moment)."""
+        if cached is not None:
+            seen = cached.deployment
+            if seen is None and st.applied_generation is None:
+                return None  # not watched and not applied by this process: it does not exist
+            if seen is not None and int(seen["metadata"].get("generation") or 0) >= (st.applied_generation or 0):
+                return seen
+        return self.kube.get("apps/v1", "Deployment", ns, name)
+
     # -- entry points ----------------------------------------------------------------------------
 
-    def reconcile(self, body: dict[str, Any], force: bool = True) -> None:
-        """create/update/resume, and each loop step without autoscaling: children + status."""
+    def reconcile(self, body: dict[str, Any], force: bool = True, cached: Cached | None = None) -> None:
+        """create/update/resume, and each loop step without autoscaling: children + status. cached: the
+        watches' view of the children (None: read them from the API server)."""
         meta = body["metadata"]
         st = self.state(meta["namespace"], meta["name"])
         with st.lock:
-            deployment = self.kube.get("apps/v1", "Deployment", meta["namespace"], meta["name"])
+            deployment = self._deployment(meta["namespace"], meta["name"], st, cached)
             if force or self._needs_apply(body, st, deployment):
                 deployment = self.apply_children(body, st, deployment)
             self._write_status(body, st, deployment, None)
 
-    def autoscale(self, body: dict[str, Any]) -> None:
-        """One autoscaler evaluation: observe, decide, scale the Deployment, write status."""
+    def autoscale(self, body: dict[str, Any], cached: Cached | None = None) -> None:
+        """One autoscaler evaluation: observe, decide, scale the Deployment, write status. cached: the
+        watches' view of the Deployment and pods (None: read them from the API server)."""
         meta, spec = body["metadata"], body["spec"]
         ns, name = meta["namespace"], meta["name"]
         st = self.state(ns, name)
         with st.lock:
-            deployment = self.kube.get("apps/v1", "Deployment", ns, name)
+            deployment = self._deployment(ns, name, st, cached)
             if self._needs_apply(body, st, deployment):
                 deployment = self.apply_children(body, st, deployment)
             cfg = config_from_spec(spec.get("autoscaling") or {})
             interval = float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5)
-            observed = self._observe(body, interval)
+            observed = self._observe(body, interval, cached)
             current = st.desired if st.desired is not None else int(deployment["spec"].get("replicas") or 0)
             pods = observed.pop("pods")
             scrape = observed.pop("scrape")
@@ -319,7 +351,7 @@ class Controller:
 
     # -- observation -----------------------------------------------------------------------------
 
-    def _observe(self, body: dict[str, Any], interval: float) -> dict[str, Any]:
+    def _observe(self, body: dict[str, Any], interval: float, cached: Cached | None) -> dict[str, Any]:
         meta, spec = body["metadata"], body["spec"]
         ns, name = meta["namespace"], meta["name"]
         conductor = spec.get("conductor") or {}
@@ -340,7 +372,7 @@ class Controller:
                 caps = pod_caps(spec.get("tasks") or [], limits)
             except (ConductorError, requests.RequestException, ValueError) as exc:
                 log.info("%s/%s: task definitions unavailable: %s", ns, name, exc)
-        pods = self.kube.list("v1", "Pod", ns, builders.selector_string(name))
+        pods = cached.pods if cached is not None else self.kube.list("v1", "Pod", ns, builders.selector_string(name))
         if builders.metrics_enabled(spec):
             targets = pod_targets(pods, builders.metrics_port(spec), builders.metrics_path(spec))
             scrape = self.scraper.scrape(targets, builders.task_slots(spec))

@@ -1,8 +1,9 @@
-"""kopf handlers, kept thin: they hand plain dicts to the Controller.
+"""kopf handlers, kept thin: they hand plain dicts to the Controller, whose blocking steps run on threads.
 
 - create/update/resume: apply the children and write the status;
 - one daemon per ConductorWorker: the autoscaler loop (every autoscaling.pollingIntervalSeconds) or,
-  without autoscaling, a resync loop (drift correction and status);
+  without autoscaling, a resync loop (drift correction and status), both reading the Deployment and the
+  pods from kopf indexes (watches) instead of the API server;
 - events of the managed Deployments wake the owner's loop at once when someone else changed them.
 """
 
@@ -12,7 +13,7 @@ import asyncio
 import functools
 import json
 import logging
-import time
+import random
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +24,7 @@ from conductor_operator import builders
 from conductor_operator.config import Config
 from conductor_operator.controller import Controller
 from conductor_operator.kube import Kube
+from conductor_operator.watched import MANAGED, owner_key, slim_deployment, slim_pod, snapshot
 
 log = logging.getLogger(__name__)
 _controller: Controller | None = None
@@ -69,7 +71,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's only on trouble
     settings.execution.max_workers = cfg.max_workers
     _executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="cw-step")
-    _controller = Controller(Kube(load_api_client(cfg)), cfg)
+    _controller = Controller(Kube(load_api_client(cfg), secret_ttl=cfg.secret_ttl_seconds), cfg)
 
 
 @kopf.on.cleanup()
@@ -80,11 +82,31 @@ def cleanup(**_: Any) -> None:
         _controller.taskdefs.close()
 
 
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def worker_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The managed Deployments by (namespace, name): a Deployment is named after its ConductorWorker."""
+    return {(namespace, name): slim_deployment(body)}
+
+
+@kopf.index("v1", "pods", labels=MANAGED)
+def worker_pods(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The worker pods by (namespace, ConductorWorker name)."""
+    key = owner_key(body)
+    return {key: slim_pod(body)} if key else {}
+
+
+async def _step(call: Any, *args: Any, **kwargs: Any) -> None:
+    await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(call, *args, **kwargs))
+
+
 @kopf.on.create(builders.GROUP, builders.VERSION, builders.PLURAL)
 @kopf.on.update(builders.GROUP, builders.VERSION, builders.PLURAL)
 @kopf.on.resume(builders.GROUP, builders.VERSION, builders.PLURAL)
-def reconcile(body: kopf.Body, **_: Any) -> None:
-    controller().reconcile(plain(body))
+async def reconcile(
+    body: kopf.Body, name: str, namespace: str, worker_deployments: kopf.Index, worker_pods: kopf.Index, **_: Any
+) -> None:
+    ctl = controller()
+    await _step(ctl.reconcile, plain(body), cached=snapshot(worker_deployments, worker_pods, namespace, name))
 
 
 @kopf.on.delete(builders.GROUP, builders.VERSION, builders.PLURAL, optional=True)
@@ -93,13 +115,36 @@ def forget(name: str, namespace: str, **_: Any) -> None:
     controller().forget(namespace, name)
 
 
+async def _pause(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
+    """Sleep until the interval ends, the daemon stops or someone else changed the Deployment."""
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    wake.clear()
+
+
 @kopf.daemon(builders.GROUP, builders.VERSION, builders.PLURAL, id="loop", cancellation_timeout=5.0)
-async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+async def loop(
+    stopped: kopf.DaemonStopped,
+    body: kopf.Body,
+    name: str,
+    namespace: str,
+    worker_deployments: kopf.Index,
+    worker_pods: kopf.Index,
+    **_: Any,
+) -> None:
     """Async, so a thousand ConductorWorkers do not each hold one of kopf's threads for life (a sync
-    daemon does, and past max_workers objects no other handler ran); each step runs on a thread."""
+    daemon does, and past max_workers objects no other handler ran); each step runs on a thread.
+
+    Without autoscaling, the first step waits a random part of the interval: create/resume just
+    reconciled, and a thousand loops started together would otherwise tick together."""
     ctl = controller()
     state = ctl.state(namespace, name)
-    running = asyncio.get_running_loop()
+    if not builders.autoscaling_enabled(body.get("spec") or {}):
+        await _pause(stopped, state.wake, random.uniform(0.5, 1.0) * ctl.config.resync_seconds)
     while not stopped:
         spec = body.get("spec") or {}
         autoscaling = builders.autoscaling_enabled(spec)
@@ -108,22 +153,21 @@ async def loop(stopped: kopf.DaemonStopped, body: kopf.Body, name: str, namespac
             if autoscaling
             else ctl.config.resync_seconds
         )
-        step = ctl.autoscale if autoscaling else functools.partial(ctl.reconcile, force=False)
+        cached = snapshot(worker_deployments, worker_pods, namespace, name)
         try:
-            await running.run_in_executor(_executor, step, plain(body))
+            if autoscaling:
+                await _step(ctl.autoscale, plain(body), cached=cached)
+            else:
+                await _step(ctl.reconcile, plain(body), force=False, cached=cached)
         except Exception as exc:  # the loop must survive anything; the next round tries again
             log.exception("%s/%s: loop step failed: %s", namespace, name, exc)
             interval = min(interval, 5.0)
-        deadline = time.monotonic() + interval
-        while not stopped and time.monotonic() < deadline:
-            if state.wake.is_set():  # set by deployment_changed: someone else edited our Deployment
-                state.wake.clear()
-                break
-            await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        await _pause(stopped, state.wake, interval)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": builders.MANAGER})
-def deployment_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+async def deployment_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """On the event loop, where the loops' wake events live."""
     for ref in body.get("metadata", {}).get("ownerReferences") or []:
         if ref.get("kind") == builders.KIND and ref.get("controller") and _controller is not None:
             _controller.wake(namespace, ref["name"], body.get("metadata", {}).get("generation"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from conductor_operator.builders import GROUP, MANAGER, PLURAL, VERSION
+from conductor_operator.opmetrics import API_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,15 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def resource_of(path: str) -> str:
+    """The resource (and subresource) an API path names, e.g. `deployments`, `conductorworkers/status`."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) > 2 and rest[0] == "namespaces":
+        rest = rest[2:]
+    return rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "") if rest else "?"
+
+
 def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     path = f"{base}/namespaces/{namespace}/{_PLURALS[kind]}"
@@ -46,9 +57,12 @@ def object_path(api_version: str, kind: str, namespace: str, name: str | None = 
 class Kube:
     """One ApiClient shared by all handler threads (urllib3 pools are thread-safe)."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, secret_ttl: float = 60.0) -> None:
         self.api = api_client
+        self.secret_ttl = secret_ttl
         self._crd_cache: dict[str, tuple[float, bool]] = {}
+        self._secrets: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        self._secrets_lock = threading.Lock()
 
     def request(
         self,
@@ -58,6 +72,7 @@ class Kube:
         content_type: str | None = None,
         query: list[tuple[str, str]] | None = None,
     ) -> Any:
+        API_REQUESTS.labels(method, resource_of(path)).inc()
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -134,10 +149,26 @@ class Kube:
         self._crd_cache[name] = (time.monotonic(), ok)
         return ok
 
-    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The Secret's data (base64 values, decoded by the caller only when needed), None if absent."""
+    def secret_data(self, namespace: str, name: str, keys: tuple[str, ...] = ()) -> dict[str, str] | None:
+        """The Secret's data (base64 values, decoded by the caller only when needed), None if absent.
+
+        Kept for secret_ttl seconds once it holds all `keys`, so the ConductorWorkers sharing a Secret read it
+        once a minute, not each at every step; a missing or incomplete Secret is read again at every call, so
+        fixing it shows at the next step. Why not a watch: list/watch on Secrets would hand the operator every
+        Secret of the watched namespaces; it needs get on the referenced ones only."""
+        key = (namespace, name)
+        with self._secrets_lock:
+            cached = self._secrets.get(key)
+        if cached is not None and time.monotonic() - cached[0] < self.secret_ttl:
+            return dict(cached[1])
         secret = self.get("v1", "Secret", namespace, name)
-        return None if secret is None else dict(secret.get("data") or {})
+        data = None if secret is None else dict(secret.get("data") or {})
+        with self._secrets_lock:
+            if data is not None and all(k in data for k in keys):
+                self._secrets[key] = (time.monotonic(), data)
+            else:
+                self._secrets.pop(key, None)
+        return None if data is None else dict(data)
 
     def event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the ConductorWorker (best effort: an Event is never worth a failure)."""
@@ -172,10 +203,15 @@ class Kube:
 # -- the Conductor credentials Secret ------------------------------------------------------------------
 
 
+def secret_keys(ref: dict[str, Any]) -> tuple[str, str]:
+    """The key id's and the key secret's names in the referenced Secret."""
+    return ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret"
+
+
 def auth_secret(kube: Kube, spec: dict[str, Any], namespace: str) -> dict[str, str] | None:
     """The data of the Secret spec.conductor.authSecretRef names; None without a reference or a Secret."""
     ref = (spec.get("conductor") or {}).get("authSecretRef")
-    return kube.secret_data(namespace, ref["name"]) if ref else None
+    return kube.secret_data(namespace, ref["name"], secret_keys(ref)) if ref else None
 
 
 def conductor_credentials(kube: Kube, spec: dict[str, Any], namespace: str) -> tuple[str | None, str | None]:
@@ -186,8 +222,8 @@ def conductor_credentials(kube: Kube, spec: dict[str, Any], namespace: str) -> t
     ref = (spec.get("conductor") or {}).get("authSecretRef")
     if not ref:
         return None, None
-    data = kube.secret_data(namespace, ref["name"])
+    id_key, secret_key = secret_keys(ref)
+    data = kube.secret_data(namespace, ref["name"], (id_key, secret_key))
     if data is None:
         raise KeyError(f"Secret {ref['name']!r} not found")
-    id_key, secret_key = ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret"
     return base64.b64decode(data[id_key]).decode(), base64.b64decode(data[secret_key]).decode()

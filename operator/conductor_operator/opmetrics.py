@@ -26,6 +26,12 @@ CONDUCTOR_ERRORS = Counter(
     "conductor_operator_conductor_errors", "Queue-depth requests that failed", _CW, registry=REGISTRY
 )
 RECONCILES = Counter("conductor_operator_reconciles", "Child applies by result", [*_CW, "result"], registry=REGISTRY)
+API_REQUESTS = Counter(
+    "conductor_operator_api_requests",
+    "Kubernetes API requests of the reconcile and autoscaler steps (not kopf's own watches and patches)",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)
 
 
 def forget(namespace: str, name: str) -> None:

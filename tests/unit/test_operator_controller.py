@@ -18,6 +18,7 @@ from conductor_operator.config import Config
 from conductor_operator.controller import Controller
 from conductor_operator.observe import PodMetrics, ScrapeResult, parse_metrics
 from conductor_operator.taskdefs import TaskLimits
+from conductor_operator.watched import Cached, slim_deployment, slim_pod
 from worker_runtime.client import ConductorError
 
 NS = "shop"
@@ -81,7 +82,7 @@ class FakeKube:
     def crd_installed(self, name: str, ttl: float = 30.0) -> bool:
         return name in self.crds
 
-    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+    def secret_data(self, namespace: str, name: str, keys: tuple[str, ...] = ()) -> dict[str, str] | None:
         return self.secrets.get(name)
 
     def event(self, owner: dict[str, Any], type_: str, reason: str, message: str) -> None:
@@ -443,3 +444,51 @@ def test_pods_whose_metrics_do_not_answer_block_scale_to_zero_and_say_why(world)
     assert kube.deployment()["spec"]["replicas"] == 1  # the pod might be busy: the HPA's missing-metrics rule
     metrics = cond(last_status(kube), "MetricsAvailable")
     assert metrics["reason"] == "MetricsScrapeFailed" and "spec.metrics.enabled" in metrics["message"]
+
+
+# -- the watches' view (kopf indexes) instead of per-step reads ----------------------------------------
+
+
+class CountingKube(FakeKube):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[str, str]] = []
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.reads.append(("GET", kind))
+        return super().get(api_version, kind, namespace, name)
+
+    def list(self, api_version: str, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
+        self.reads.append(("LIST", kind))
+        return super().list(api_version, kind, namespace, selector)
+
+
+def watched(kube: FakeKube) -> Cached:
+    dep = kube.deployment()
+    pods = [o for (k, _, _), o in kube.objects.items() if k == "Pod"]
+    return Cached(slim_deployment(dep) if dep else None, [slim_pod(p) for p in pods])
+
+
+def test_loop_steps_read_the_deployment_and_pods_from_the_watches_not_the_api_server():
+    kube, queues = CountingKube(), FakeQueues({"resize": 0})
+    ctl = Controller(kube, Config(), queues, FakeScraper(), clock=FakeClock(), taskdefs=FakeTaskDefs())
+    cw = body(autoscaling=autoscaling())
+    ctl.reconcile(cw, cached=Cached(None, []))  # a new CR: nothing watched, nothing read, nothing deleted
+    assert kube.reads == [] and kube.deleted == []
+    kube.add_pod("orders-a", "10.0.0.1")
+    cw["status"] = {"observedGeneration": 1}
+    for _ in range(3):
+        ctl.autoscale(cw, cached=watched(kube))
+        ctl.reconcile(cw, force=False, cached=watched(kube))
+    assert kube.reads == []
+
+
+def test_a_watch_that_has_not_seen_our_apply_yet_is_not_trusted():
+    kube = CountingKube()
+    ctl = Controller(kube, Config(), FakeQueues(), FakeScraper(), clock=FakeClock(), taskdefs=FakeTaskDefs())
+    cw = body()
+    ctl.reconcile(cw, cached=Cached(None, []))
+    assert kube.deployment() is not None
+    events = len(kube.events)
+    ctl.reconcile(cw, force=False, cached=Cached(None, []))  # the watch event has not arrived: GET
+    assert kube.reads == [("GET", "Deployment")] and len(kube.events) == events  # no second "Created"

@@ -17,7 +17,7 @@ class Secrets:
     def __init__(self, data: dict[str, dict[str, str]]) -> None:
         self.data = data
 
-    def secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+    def secret_data(self, namespace: str, name: str, keys: tuple[str, ...] = ()) -> dict[str, str] | None:
         return self.data.get(name)
 
 
@@ -90,3 +90,14 @@ def test_assembled_status_without_autoscaling_clears_queue_numbers_and_keeps_tra
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Ready"]["status"] == "True" and conds["Active"]["lastTransitionTime"] == "T0"
     assert (status["observedGeneration"], status["specHash"], status["taskNames"]) == (2, "h", "t")
+
+
+def test_resource_of_an_api_path():
+    from conductor_operator.kube import resource_of
+
+    assert resource_of("/apis/apps/v1/namespaces/ns/deployments/w") == "deployments"
+    assert resource_of("/api/v1/namespaces/ns/pods") == "pods"
+    assert resource_of("/apis/conductor.io/v1alpha1/namespaces/ns/conductorworkers/w/status") == (
+        "conductorworkers/status"
+    )
+    assert resource_of("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x.y") == "customresourcedefinitions"
