@@ -1,5 +1,10 @@
-"""The end-to-end demo: helm install the operator, apply the example ConductorWorker, run a burst of
-workflows, and show replicas following the queue until it drains and the workers scale back to zero."""
+"""The end-to-end demo: helm install the operator, apply an example ConductorWorker, run a burst of
+workflows, and show replicas following the queue until it drains and the workers scale back to zero.
+
+`--worker demo` (the default) runs the demo's two Python task types; `--worker python|go|java|javascript`
+runs the get-inventory worker of that SDK (examples/<lang>/), built into an image and loaded into the
+node first, with `taskToDomain {"get-inventory": "john"}`.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +14,84 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import yaml
 from kubernetes import client, config
 
-from teststack import conductor, kube, node
+from teststack import conductor, images, kube, node
 from teststack.config import REPO_ROOT, StackConfig, load
 from worker_runtime.client import ConductorClient
 
 RELEASE, OPERATOR_NS, DEMO_NS = "cwo", "cwo-system", "cwo-demo"
-CW_NAME = "demo-workers"
-WORKFLOW = "cwo_demo_order"
+EXAMPLES = REPO_ROOT / "examples"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One example ConductorWorker and the workflows that give it work."""
+
+    manifest: Path
+    taskdefs: Path
+    workflow_def: Path
+    queues: tuple[str, ...]  # Conductor queue names (domain:task) the demo prints
+    inputs: Callable[[int, argparse.Namespace], dict[str, Any]]
+    expected: Callable[[dict[str, Any]], dict[str, Any] | None]  # the output a workflow must end with (None: any)
+    task_to_domain: dict[str, str] = field(default_factory=dict)
+    language: str | None = None  # the SDK example whose image is built and loaded first
+
+    @property
+    def cw_name(self) -> str:
+        return yaml.safe_load(self.manifest.read_text())["metadata"]["name"]
+
+    @property
+    def workflow(self) -> str:
+        return json.loads(self.workflow_def.read_text())["name"]
+
+
+def _demo_inputs(i: int, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "order": {"id": f"o{i}", "quantity": 1 + i % 5, "unit_price": 9.99},
+        "discount": 0.1,
+        "millis": args.work_ms,
+    }
+
+
+DEMO = Scenario(
+    EXAMPLES / "conductorworker-demo.yaml",
+    EXAMPLES / "taskdefs-demo.json",
+    EXAMPLES / "workflow-demo.json",
+    ("cwo_demo_price", "cwo_demo_work"),
+    _demo_inputs,
+    lambda _inputs: None,
+)
+CW_NAME, WORKFLOW = DEMO.cw_name, DEMO.workflow
+
+
+def language(lang: str) -> Scenario:
+    """The get-inventory worker written with one SDK: output is the product id and an inventory 0..9."""
+    return Scenario(
+        EXAMPLES / lang / "conductorworker.yaml",
+        EXAMPLES / "taskdefs-get-inventory.json",
+        EXAMPLES / "workflow-get-inventory.json",
+        ("john:get-inventory",),
+        lambda i, _args: {"product_id": f"p-{i}"},
+        lambda inputs: {"product_id": inputs["product_id"]},
+        {"get-inventory": "john"},
+        lang,
+    )
+
+
+def output_ok(scenario: Scenario, inputs: dict[str, Any], output: dict[str, Any]) -> bool:
+    """The demo checks only completion; get-inventory must echo the product and give 0 <= inventory <= 9."""
+    expected = scenario.expected(inputs)
+    if expected is None:
+        return True
+    inventory = output.get("inventory")
+    return all(output.get(k) == v for k, v in expected.items()) and isinstance(inventory, int) and 0 <= inventory <= 9
 
 
 @dataclass
@@ -53,7 +125,7 @@ def helm_install(cfg: StackConfig, extra: list[str] | None = None) -> None:
             "--timeout",
             "120s",
             "--values",
-            str(REPO_ROOT / "examples" / "local-values.yaml"),
+            str(EXAMPLES / "local-values.yaml"),
             *(extra or []),
         ],
         cfg,
@@ -65,18 +137,26 @@ def start_stack(cfg: StackConfig) -> None:
     node.start(cfg, kube.start(cfg))
 
 
-def register(c: ConductorClient) -> None:
-    c.register_task_defs(json.loads((REPO_ROOT / "examples" / "taskdefs-demo.json").read_text()))
-    c.register_workflow(json.loads((REPO_ROOT / "examples" / "workflow-demo.json").read_text()))
+def load_example(cfg: StackConfig, lang: str) -> str:
+    """Build the SDK example's image (when its sources changed) and load it into the node."""
+    built = images.Images(cfg)
+    image = built.example(lang)
+    built.load([image], node.ctr(cfg))
+    return image
 
 
-def observe(c: ConductorClient, custom: client.CustomObjectsApi, apps: client.AppsV1Api) -> dict:
+def register(c: ConductorClient, scenario: Scenario = DEMO) -> None:
+    c.register_task_defs(json.loads(scenario.taskdefs.read_text()))
+    c.register_workflow(json.loads(scenario.workflow_def.read_text()))
+
+
+def observe(c: ConductorClient, custom: client.CustomObjectsApi, apps: client.AppsV1Api, scenario: Scenario) -> dict:
     sizes = c.queue_sizes()
-    queue = sizes.get("cwo_demo_price", 0) + sizes.get("cwo_demo_work", 0)
-    cw = custom.get_namespaced_custom_object("conductor.io", "v1alpha1", DEMO_NS, "conductorworkers", CW_NAME)
+    queue = sum(sizes.get(q, 0) for q in scenario.queues)
+    cw = custom.get_namespaced_custom_object("conductor.io", "v1alpha1", DEMO_NS, "conductorworkers", scenario.cw_name)
     status = cw.get("status") or {}
     try:
-        dep = apps.read_namespaced_deployment(CW_NAME, DEMO_NS)
+        dep = apps.read_namespaced_deployment(scenario.cw_name, DEMO_NS)
         replicas, ready = dep.spec.replicas or 0, dep.status.ready_replicas or 0
     except client.ApiException:
         replicas, ready = 0, 0
@@ -90,63 +170,66 @@ def observe(c: ConductorClient, custom: client.CustomObjectsApi, apps: client.Ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--worker",
+        choices=["demo", *images.EXAMPLES],
+        default="demo",
+        help="the demo's Python workers, or the get-inventory example of one SDK",
+    )
     parser.add_argument("--workflows", type=int, default=300)
     parser.add_argument("--work-ms", type=int, default=200, help="milliseconds each cwo_demo_work task takes")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--keep", action="store_true", help="leave the release and the example installed")
     args = parser.parse_args(argv)
     cfg = load()
+    scenario = DEMO if args.worker == "demo" else language(args.worker)
     say = lambda msg: print(msg, flush=True)  # noqa: E731
 
     say("1/5 starting the local stack (Conductor, kube-apiserver, controller-manager, scheduler, kubelet + containerd)")
     start_stack(cfg)
+    if scenario.language:
+        say(f"    building and loading the {scenario.language} example's image")
+        say(f"    {load_example(cfg, scenario.language)}")
     say("2/5 helm install the operator chart")
     helm_install(cfg)
-    say("3/5 kubectl apply the example ConductorWorker")
+    say(f"3/5 kubectl apply {scenario.manifest.relative_to(REPO_ROOT)}")
     namespace = run([str(cfg.kubectl), "create", "namespace", DEMO_NS, "--dry-run=client", "-o", "yaml"], cfg).stdout
     run([str(cfg.kubectl), "apply", "-f", "-"], cfg, input=namespace)
-    run(
-        [str(cfg.kubectl), "apply", "-n", DEMO_NS, "-f", str(REPO_ROOT / "examples" / "conductorworker-demo.yaml")], cfg
-    )
+    run([str(cfg.kubectl), "apply", "-n", DEMO_NS, "-f", str(scenario.manifest)], cfg)
 
     c = ConductorClient(cfg.conductor_url)
-    register(c)
+    register(c, scenario)
     api = config.new_client_from_config(config_file=str(cfg.kubeconfig))
     custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
 
-    say(f"4/5 starting {args.workflows} workflows of {WORKFLOW}")
+    domains = f" with taskToDomain {json.dumps(scenario.task_to_domain)}" if scenario.task_to_domain else ""
+    say(f"4/5 starting {args.workflows} workflows of {scenario.workflow}{domains}")
     started = time.monotonic()
-    ids = [
-        c.start_workflow(
-            WORKFLOW,
-            {
-                "order": {"id": f"o{i}", "quantity": 1 + i % 5, "unit_price": 9.99},
-                "discount": 0.1,
-                "millis": args.work_ms,
-            },
-        )
-        for i in range(args.workflows)
-    ]
+    inputs = {}
+    for i in range(args.workflows):
+        wf_input = scenario.inputs(i, args)
+        inputs[c.start_workflow(scenario.workflow, wf_input, task_to_domain=scenario.task_to_domain)] = wf_input
     timeline = Timeline()
-    pending = set(ids)
-    completed = failed = 0
+    pending = set(inputs)
+    completed = failed = wrong = 0
     first_scale_up = None
     say(f"{'t(s)':>6} {'queue':>6} {'desired':>8} {'replicas':>8} {'ready':>6} {'done':>9}  reason")
     while time.monotonic() - started < args.timeout:
         for wf_id in list(pending)[:200]:
-            status = c.get_workflow(wf_id, include_tasks=False)["status"]
-            if status != "RUNNING":
+            wf = c.get_workflow(wf_id, include_tasks=False)
+            if wf["status"] != "RUNNING":
                 pending.discard(wf_id)
-                completed += status == "COMPLETED"
-                failed += status != "COMPLETED"
-        row = observe(c, custom, apps) | {"t": round(time.monotonic() - started, 1), "done": completed}
+                completed += wf["status"] == "COMPLETED"
+                failed += wf["status"] != "COMPLETED"
+                wrong += wf["status"] == "COMPLETED" and not output_ok(scenario, inputs[wf_id], wf.get("output") or {})
+        row = observe(c, custom, apps, scenario) | {"t": round(time.monotonic() - started, 1), "done": completed}
         timeline.rows.append(row)
         if first_scale_up is None and row["replicas"] > 0:
             first_scale_up = row["t"]
         say(
             f"{row['t']:>6} {row['queue']:>6} {row['desired']:>8} {row['replicas']:>8} {row['ready']:>6} "
-            f"{completed:>4}/{len(ids):<4}  {row['reason'][:60]}"
+            f"{completed:>4}/{len(inputs):<4}  {row['reason'][:60]}"
         )
         if not pending and row["replicas"] == 0 and row["queue"] == 0:
             break
@@ -154,24 +237,15 @@ def main(argv: list[str] | None = None) -> int:
 
     elapsed = time.monotonic() - started
     say("5/5 summary")
-    say(f"  workflows completed: {completed}/{len(ids)} (failed {failed}, unfinished {len(pending)})")
+    say(f"  workflows completed: {completed}/{len(inputs)} (failed {failed}, unfinished {len(pending)})")
+    if scenario.expected(next(iter(inputs.values()), {})) is not None:
+        say(f"  outputs checked: {completed - wrong} right, {wrong} wrong")
     say(f"  first replica after: {first_scale_up}s; peak replicas: {timeline.peak_replicas}")
     say(f"  final replicas: {timeline.rows[-1]['replicas'] if timeline.rows else '?'}; total time {elapsed:.0f}s")
     if not args.keep:
-        run(
-            [
-                str(cfg.kubectl),
-                "delete",
-                "-n",
-                DEMO_NS,
-                "-f",
-                str(REPO_ROOT / "examples" / "conductorworker-demo.yaml"),
-                "--wait=true",
-            ],
-            cfg,
-        )
+        run([str(cfg.kubectl), "delete", "-n", DEMO_NS, "-f", str(scenario.manifest), "--wait=true"], cfg)
         run([str(cfg.helm), "uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait"], cfg)
-    ok = completed == len(ids) and timeline.rows and timeline.rows[-1]["replicas"] == 0
+    ok = completed == len(inputs) and not wrong and timeline.rows and timeline.rows[-1]["replicas"] == 0
     return 0 if ok else 1
 
 

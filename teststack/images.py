@@ -29,6 +29,16 @@ RUNTIME_IMAGE = f"localhost/conductor-worker-runtime:{TAG}"
 OPERATOR_IMAGE = f"localhost/conductor-worker-operator:{TAG}"
 DEMO_WORKERS_IMAGE = f"localhost/cwo-demo-workers:{TAG}"
 TEST_WORKERS_IMAGE = f"localhost/cwo-sleep-workers:{TAG}"
+# The get-inventory example of each SDK (examples/<lang>/): its image, and the base it is built on
+# (None: FROM the runtime image). The others package an artifact built on the host by
+# scripts/build-examples.sh, since no toolchain image can be pulled.
+EXAMPLES = {"python": None, "go": "static", "java": "java", "javascript": "node"}
+
+
+def example_image(lang: str) -> str:
+    return f"localhost/cwo-example-{lang}:{TAG}"
+
+
 # Files outside the Dockerfile's context that decide a project image's content.
 _PROJECT_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "worker_runtime", "operator")
 _SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -44,6 +54,7 @@ class Base:
     packages: tuple[str, ...]
     env: tuple[str, ...] = ()
     hook: str = ""  # a mmdebstrap customize hook, run with the root filesystem as "$1"
+    essential_hook: str = ""  # run before the packages are installed
 
 
 BASES = {
@@ -55,8 +66,13 @@ BASES = {
         'chroot "$1" python3 -m venv /opt/venv',
     ),
     "static": Base(f"localhost/cwo-base-static:{SUITE}", ("ca-certificates", "tzdata")),
-    "java": Base(f"localhost/cwo-base-java:{SUITE}", ("openjdk-17-jre-headless", "ca-certificates")),
-    "node": Base(f"localhost/cwo-base-node:{SUITE}", ("nodejs", "ca-certificates")),
+    # The JRE's postinst writes a man page link: its directory must exist though man pages are excluded.
+    "java": Base(
+        f"localhost/cwo-base-java:{SUITE}",
+        ("openjdk-17-jre-headless", "ca-certificates", "tzdata"),
+        essential_hook='mkdir -p "$1/usr/share/man/man1"',
+    ),
+    "node": Base(f"localhost/cwo-base-node:{SUITE}", ("nodejs", "ca-certificates", "tzdata")),
 }
 
 
@@ -147,6 +163,8 @@ class Images:
             argv = [mmdebstrap, "--variant=minbase", "--quiet", f"--include={','.join(spec.packages)}"]
             argv += [f"--dpkgopt=path-exclude={p}" for p in _DPKG_EXCLUDES]
             argv += ["--dpkgopt=path-include=/usr/share/locale/locale.alias"]
+            if spec.essential_hook:
+                argv.append(f"--essential-hook={spec.essential_hook}")
             if spec.hook:
                 argv.append(f"--customize-hook={spec.hook}")
             argv += [SUITE, str(rootfs)]
@@ -233,6 +251,30 @@ class Images:
     def test_workers(self) -> str:
         """Sleeping workers whose task types come from the environment (tests and benchmarks)."""
         return self._from_runtime(TEST_WORKERS_IMAGE, REPO_ROOT / "tests" / "images" / "sleep-workers")
+
+    def example(self, lang: str) -> str:
+        """The get-inventory worker of one SDK, built from examples/<lang>/ when its sources changed."""
+        image, source = example_image(lang), REPO_ROOT / "examples" / lang
+        flavor = EXAMPLES[lang]
+        if flavor is None:
+            return self._from_runtime(image, source)
+        base = self.base(flavor)
+        inputs = sorted(p.name for p in source.iterdir() if p.name not in ("node_modules", "target", ".gitignore"))
+        key = _hash_paths(source, inputs, self.podman.image_id(base))
+        if self._fresh(image, key):
+            return image
+        proc = subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts" / "build-examples.sh"), lang],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise procs.StackError(f"building the {lang} example failed:\n{proc.stderr[-3000:]}")
+        context = self.cfg.cache / "examples" / lang
+        self._build(image, context, key, ["--build-arg", f"BASE_IMAGE={base}"], f"building {image}")
+        return image
 
     def all(self) -> list[str]:
         """Every image the node runs."""
