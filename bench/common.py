@@ -53,6 +53,34 @@ class Server:
         resp.raise_for_status()
         return resp
 
+    # The endpoints a worker calls; the server counts its requests per endpoint in its own metrics.
+    WORKER_URIS = (
+        "/api/tasks/poll/batch/{tasktype}",
+        "/api/tasks/poll/{tasktype}",
+        "/api/tasks",
+        "/api/tasks/update-v2",
+    )
+
+    def worker_requests(self) -> int | None:
+        """Requests the server has answered on the worker endpoints (polls, updates, update-v2; any
+        status), from Spring's `http_server_requests_seconds_count` at /actuator/prometheus: counted by
+        the server, so every contender is measured the same way. None if the server does not expose it."""
+        base = self.url.removesuffix("/api")
+        try:
+            text = self.session.get(f"{base}/actuator/prometheus", timeout=30).text
+        except requests.RequestException:
+            return None
+        total, seen = 0.0, False
+        for line in text.splitlines():
+            if not line.startswith("http_server_requests_seconds_count{"):
+                continue
+            labels, _, value = line.rpartition(" ")
+            uri = labels.partition('uri="')[2].partition('"')[0]
+            if uri in self.WORKER_URIS:
+                total += float(value)
+                seen = True
+        return int(total) if seen or "http_server_requests" in text else None
+
     def version(self) -> str:
         try:
             cp = self._req("GET", "/admin/config").json().get("java.class.path", "")

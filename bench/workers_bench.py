@@ -8,6 +8,10 @@ then the contender's process starts. Measured:
 - client CPU s / 1,000 tasks: user+system of the contender's whole process tree between first pickup
   and last completion (psutil, sampled every 100 ms; the pids that exit keep their last value).
 - peak RSS: the largest sum of RSS over the tree's live processes, sampled every 100 ms.
+- server requests per completed task: the requests the server answered on the worker endpoints (poll,
+  batch poll, update, update-v2) from the launch to the last completion, over the tasks completed;
+  counted by the server itself (Spring's request metrics), so every contender is counted alike.
+- idle requests/s: the same count over IDLE_S seconds while the contender idles (one task type, no work).
 - pickup latency (server's startTime - scheduledTime), p50/p99, of `--latency-n` workflows started at
   `--latency-rate`/s once the backlog is gone (an idle worker picking up new work); and, apart, the queue
   wait of 200 sampled backlog tasks (which mostly measures the backlog, not the worker).
@@ -37,6 +41,7 @@ from common import (
 )
 
 KINDS = ("noop", "sleep10")
+IDLE_S = 10.0
 
 
 def _pickup_ms(workflows: list[dict[str, Any]]) -> tuple[list[float], int]:
@@ -48,6 +53,10 @@ def _pickup_ms(workflows: list[dict[str, Any]]) -> tuple[list[float], int]:
             if t.get("startTime") and t.get("scheduledTime"):
                 lat.append(float(t["startTime"] - t["scheduledTime"]))
     return lat, not_done
+
+
+def _per(before: int | None, after: int | None, per: float, digits: int) -> float | None:
+    return None if before is None or after is None else round((after - before) / per, digits)
 
 
 def one_run(
@@ -74,6 +83,7 @@ def one_run(
         time.sleep(0.1)
     log(f"  {contender}/{kind}: {n} workflows queued in {start_s:.1f}s ({n / start_s:.0f}/s); starting the worker")
 
+    requests_before = server.worker_requests()
     launched = now_ms()
     proc = launch(contender, py, server.url, threads, {task: kind}, logs / f"{task}.log")
     sampler = TreeSampler(proc.pid, interval=0.1).start()
@@ -121,6 +131,7 @@ def one_run(
             last_completion = float(max(ends, default=0)) or progress[-1][0]
             progress[-1] = (last_completion, n)
         done = progress[-1][1]
+        requests_after = server.worker_requests()
         elapsed_s = (last_completion - first_pickup) / 1000
         cpu_s = sampler.cpu_at(last_completion) - sampler.cpu_at(first_pickup)
 
@@ -129,6 +140,10 @@ def one_run(
         wait_end = time.monotonic() + (5 if stalled else 60)
         while len(server.running(wf)) > stalled and time.monotonic() < wait_end:
             time.sleep(0.2)
+        time.sleep(2.0)  # into idle mode
+        idle_before = server.worker_requests()
+        time.sleep(IDLE_S)
+        idle_after = server.worker_requests()
         lat, lat_not_done = _pickup_ms(server.workflows(lat_ids))
         backlog, backlog_not_done = _pickup_ms(server.workflows(random.sample(ids, min(200, n))))
         sampler.stop()
@@ -143,6 +158,8 @@ def one_run(
             "cpu_s_per_1000": round(cpu_s / max(done, 1) * 1000, 3),
             "cpu_s_total": round(sampler.samples[-1].cpu_s, 3) if sampler.samples else None,
             "peak_rss_mib": round(sampler.peak_rss / 2**20, 1),
+            "requests_per_task": _per(requests_before, requests_after, max(done, 1), 3),
+            "idle_requests_per_s": _per(idle_before, idle_after, IDLE_S, 2),
             "processes": max((s.procs for s in sampler.samples), default=0),
             "pickup_ms_p50": percentile(lat, 0.5),
             "pickup_ms_p99": percentile(lat, 0.99),
@@ -154,7 +171,8 @@ def one_run(
         }
         log(
             f"  {contender}/{kind}: {result['tasks_per_s']} tasks/s, {result['cpu_s_per_1000']} CPU s/1000,"
-            f" peak RSS {result['peak_rss_mib']} MiB, pickup p50/p99"
+            f" peak RSS {result['peak_rss_mib']} MiB, {result['requests_per_task']} requests/task,"
+            f" idle {result['idle_requests_per_s']} requests/s, pickup p50/p99"
             f" {fmt(result['pickup_ms_p50'], 0)}/{fmt(result['pickup_ms_p99'], 0)} ms, startup {result['startup_s']} s"
         )
         return result
@@ -203,7 +221,17 @@ def run(
     return data
 
 
-METRICS = ("tasks_per_s", "cpu_s_per_1000", "peak_rss_mib", "pickup_ms_p50", "pickup_ms_p99", "startup_s")
+METRICS = (
+    "tasks_per_s",
+    "cpu_s_per_1000",
+    "requests_per_task",
+    "idle_requests_per_s",
+    "peak_rss_mib",
+    "pickup_ms_p50",
+    "pickup_ms_p99",
+    "startup_s",
+)
+RATIOS = ("tasks_per_s", "cpu_s_per_1000", "requests_per_task", "idle_requests_per_s", "peak_rss_mib")
 
 
 def summarize(runs: list[dict[str, Any]], contenders: list[str]) -> dict[str, Any]:
@@ -216,14 +244,14 @@ def summarize(runs: list[dict[str, Any]], contenders: list[str]) -> dict[str, An
                 by_round.setdefault(r["round"], {})[r["contender"]] = r
         for c in contenders:
             mine = [r for r in runs if r["kind"] == kind and r["contender"] == c]
-            per[c] = {m: spread([r[m] for r in mine]) for m in METRICS}
+            per[c] = {m: spread([r.get(m) for r in mine]) for m in METRICS}
         ratios: dict[str, Any] = {}
         for other in (c for c in contenders if c != "runtime"):
-            for m in ("tasks_per_s", "cpu_s_per_1000", "peak_rss_mib"):
+            for m in RATIOS:
                 vals = [
                     rr["runtime"][m] / rr[other][m]
                     for rr in by_round.values()
-                    if "runtime" in rr and other in rr and rr[other][m]
+                    if "runtime" in rr and other in rr and rr[other].get(m) and rr["runtime"].get(m) is not None
                 ]
                 ratios[f"runtime/{other} {m}"] = spread(vals)
         summary[kind] = {"contenders": per, "ratios": ratios}
@@ -242,6 +270,8 @@ def markdown(data: dict[str, Any]) -> str:
         "contender",
         "tasks/s",
         "CPU s / 1000 tasks",
+        "requests / task",
+        "idle requests/s",
         "peak RSS MiB",
         "pickup p50 ms",
         "pickup p99 ms",
@@ -254,6 +284,8 @@ def markdown(data: dict[str, Any]) -> str:
             for key, digits in (
                 ("tasks_per_s", 0),
                 ("cpu_s_per_1000", 2),
+                ("requests_per_task", 2),
+                ("idle_requests_per_s", 1),
                 ("peak_rss_mib", 0),
                 ("pickup_ms_p50", 0),
                 ("pickup_ms_p99", 0),
@@ -276,6 +308,8 @@ def markdown(data: dict[str, Any]) -> str:
         "contender",
         "tasks/s",
         "CPU s/1000",
+        "requests/task",
+        "idle req/s",
         "peak RSS MiB",
         "procs",
         "pickup p50/p99 ms",
@@ -289,6 +323,8 @@ def markdown(data: dict[str, Any]) -> str:
             r["contender"],
             fmt(r["tasks_per_s"], 0),
             fmt(r["cpu_s_per_1000"], 2),
+            fmt(r.get("requests_per_task"), 2),
+            fmt(r.get("idle_requests_per_s"), 1),
             fmt(r["peak_rss_mib"], 0),
             r["processes"],
             f"{fmt(r['pickup_ms_p50'], 0)}/{fmt(r['pickup_ms_p99'], 0)}",
