@@ -152,15 +152,23 @@ def _node_pki(cfg: StackConfig) -> Path:
     return pki
 
 
-def _check_host() -> None:
-    if os.geteuid() != 0:
-        raise procs.StackError("the node needs root (containerd, runc, network namespaces, iptables)")
-    for port in (KUBELET_PORT, KUBELET_HEALTHZ_PORT):
+def check_host(
+    ports: tuple[int, ...] = (KUBELET_PORT, KUBELET_HEALTHZ_PORT),
+    cgroup_root: Path = CGROUP_ROOT,
+    filesystems: Path = Path("/proc/filesystems"),
+    euid: int | None = None,
+) -> None:
+    """Fail at once, saying what to do, on what would otherwise show only deep in a kubelet log."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        raise procs.StackError("the node needs root (containerd, runc, network namespaces, iptables): run as root")
+    for port in ports:
         if procs.port_in_use("127.0.0.1", port):
             raise procs.StackError(f"port {port} (the kubelet's) is in use: stop what listens there")
     for ctl in ("memory", "cpu", "pids"):
-        if not (CGROUP_ROOT / ctl).exists() and not (CGROUP_ROOT / "cgroup.controllers").exists():
+        if not (cgroup_root / ctl).exists() and not (cgroup_root / "cgroup.controllers").exists():
             raise procs.StackError(f"the kernel lacks the {ctl} cgroup controller the kubelet needs")
+    if "overlay" not in filesystems.read_text():
+        raise procs.StackError("the kernel lacks overlayfs (containerd's snapshotter): `modprobe overlay`")
 
 
 def healthy(cfg: StackConfig) -> bool:
@@ -177,7 +185,7 @@ def start(cfg: StackConfig, kubeconfig: Path, timeout: float = 120) -> None:
     """Bridge, containerd with the node's images, kube-scheduler and the kubelet; waits for Ready."""
     if healthy(cfg) and procs.running_pid(cfg.run_dir, SCHEDULER):
         return
-    _check_host()
+    check_host()
     for name in (KUBELET, SCHEDULER, CONTAINERD):
         procs.stop(cfg.run_dir, name)
     d = _dirs(cfg)
