@@ -180,6 +180,10 @@ def command(contender: str, py: Pythons, server_url: str, threads: int, extra: l
     """The contender's command line; the task types come from BENCH_TASKS in its environment."""
     if contender == "runtime-t100":  # the runtime with the SDK's 100 ms server-side poll wait
         return [*command("runtime", py, server_url, threads), "--poll-timeout-ms", "100"]
+    if contender == "runtime-v2":  # reports with update-v2 and runs the task it hands back
+        return [*command("runtime", py, server_url, threads), "--update-v2"]
+    if contender == "runtime-v1":  # reports with POST /tasks only (a poll per batch of tasks)
+        return [*command("runtime", py, server_url, threads), "--no-update-v2"]
     if contender == "runtime":
         cli = py.runtime.parent / "conductor-worker"
         return [

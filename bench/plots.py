@@ -17,6 +17,8 @@ COLORS = {
     "ceiling-v2": "tab:olive",
     "sdk-thread": "tab:red",
     "runtime-t100": "tab:purple",
+    "runtime-v2": "tab:cyan",
+    "runtime-v1": "tab:gray",
 }
 
 

@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--contenders",
         default="runtime,sdk,ceiling",
-        help="comma-separated; also runtime-t100 (poll timeout 100 ms) and ceiling-v2 (update-v2 loop)",
+        help="comma-separated; also runtime-v2 / runtime-v1 (update-v2 on / off), runtime-t100 (poll timeout"
+        " 100 ms) and ceiling-v2 (update-v2 loop)",
     )
     parser.add_argument("--latency-n", type=int, default=100, help="paced workflows for the pickup latency")
     parser.add_argument("--latency-rate", type=float, default=25.0, help="their start rate per second")

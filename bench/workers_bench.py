@@ -246,14 +246,16 @@ def summarize(runs: list[dict[str, Any]], contenders: list[str]) -> dict[str, An
             mine = [r for r in runs if r["kind"] == kind and r["contender"] == c]
             per[c] = {m: spread([r.get(m) for r in mine]) for m in METRICS}
         ratios: dict[str, Any] = {}
-        for other in (c for c in contenders if c != "runtime"):
-            for m in RATIOS:
-                vals = [
-                    rr["runtime"][m] / rr[other][m]
-                    for rr in by_round.values()
-                    if "runtime" in rr and other in rr and rr[other].get(m) and rr["runtime"].get(m) is not None
-                ]
-                ratios[f"runtime/{other} {m}"] = spread(vals)
+        runtimes = [c for c in contenders if c.startswith("runtime")]
+        for base in runtimes:
+            for other in (c for c in contenders if not c.startswith("runtime")):
+                for m in RATIOS:
+                    vals = [
+                        rr[base][m] / rr[other][m]
+                        for rr in by_round.values()
+                        if base in rr and other in rr and rr[other].get(m) and rr[base].get(m) is not None
+                    ]
+                    ratios[f"{base}/{other} {m}"] = spread(vals)
         summary[kind] = {"contenders": per, "ratios": ratios}
     return summary
 
