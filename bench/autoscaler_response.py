@@ -494,12 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         data["foreign_operator_seen"] = bench.foreign_seen
         bench.close()
     data["machine"]["loadavg_end"] = opbench.loadavg()
-    json_path = out / f"{args.name}.json"
-    opbench.write_json(json_path, data)
-    (out / f"{args.name}.md").write_text(table(data))
-    if not args.no_plot:
-        data["plots"] = [str(x) for x in opbench.plot("autoscaler", json_path, out / args.name)]
-        opbench.write_json(json_path, data)
+    opbench.save_results(out, args.name, data, table(data), None if args.no_plot else "autoscaler")
     print(table(data))
     return 0
 

@@ -251,6 +251,16 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
+def save_results(out: Path, name: str, data: dict[str, Any], table: str, plot_kind: str | None) -> None:
+    """The JSON, the Markdown table and (plot_kind given) the PNGs of one benchmark run, under out/name.*."""
+    json_path = out / f"{name}.json"
+    write_json(json_path, data)
+    (out / f"{name}.md").write_text(table)
+    if plot_kind:
+        data["plots"] = [str(x) for x in plot(plot_kind, json_path, out / name)]
+        write_json(json_path, data)
+
+
 def plot(kind: str, json_path: Path, png_prefix: Path) -> list[Path]:
     """Draw the PNGs with the benchmark venv's matplotlib (created on demand, never a project dependency)."""
     py = BENCH_VENV / "bin" / "python"
@@ -270,6 +280,25 @@ def plot(kind: str, json_path: Path, png_prefix: Path) -> list[Path]:
 
 
 # -- plotting (runs in the benchmark venv: matplotlib only, no project imports) -----------------------
+
+
+def _boxes(ax: Any, series: list[list[float]], labels: list[str], goal: float, goal_label: str) -> None:
+    """One box per series with every sample drawn over it, and the goal as a dashed line."""
+    ax.boxplot(series, showfliers=False)
+    for i, s in enumerate(series, start=1):
+        ax.scatter([i] * len(s), s, color="black", s=12, zorder=3)
+    ax.set_xticks(range(1, len(labels) + 1), labels)
+    ax.axhline(goal, color="tab:green", ls="--", lw=1, label=goal_label)
+
+
+def _save(fig: Any, prefix: Path, suffix: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = prefix.parent / f"{prefix.name}_{suffix}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _plot_autoscaler(data: dict[str, Any], prefix: Path) -> list[Path]:
@@ -313,11 +342,7 @@ def _plot_autoscaler(data: dict[str, Any], prefix: Path) -> list[Path]:
             lines = ax.get_legend_handles_labels()
             lines2 = ax2.get_legend_handles_labels()
             ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8)
-        fig.tight_layout()
-        path = prefix.parent / (prefix.name + "_steady.png")
-        fig.savefig(path, dpi=110)
-        made.append(path)
-        plt.close(fig)
+        made.append(_save(fig, prefix, "steady"))
 
     trials = data.get("trials") or {}
     if trials:
@@ -327,21 +352,13 @@ def _plot_autoscaler(data: dict[str, Any], prefix: Path) -> list[Path]:
             t = trials[key]
             labels.append(f"{t['kind']}\npolling {t['interval_s']} s")
             series.append(t["seconds"])
-        ax.boxplot(series, showfliers=False)
-        for i, s in enumerate(series, start=1):
-            ax.scatter([i] * len(s), s, color="black", s=12, zorder=3)
-        ax.set_xticks(range(1, len(labels) + 1), labels)
-        ax.axhline(5, color="tab:green", ls="--", lw=1, label="goal: 5 s")
+        _boxes(ax, series, labels, 5, "goal: 5 s")
         ax.axhline(15, color="tab:purple", ls=":", lw=1, label="HPA sync period 15 s (reference)")
         ax.axhline(30, color="tab:red", ls=":", lw=1, label="KEDA polling 30 s (reference)")
         ax.set_ylabel("seconds to the Deployment's replicas changing")
         ax.set_title("autoscaler response: backlog -> replicas (10 Hz Deployment poll)")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = prefix.parent / (prefix.name + "_response.png")
-        fig.savefig(path, dpi=110)
-        made.append(path)
-        plt.close(fig)
+        made.append(_save(fig, prefix, "response"))
     return made
 
 
@@ -368,28 +385,16 @@ def _plot_operator(data: dict[str, Any], prefix: Path) -> list[Path]:
         ax2.set_ylabel("operator RSS (MiB)")
         ax2.set_title("operator resident memory")
         ax2.legend(fontsize=8)
-        fig.tight_layout()
-        path = prefix.parent / (prefix.name + "_reconcile.png")
-        fig.savefig(path, dpi=110)
-        made.append(path)
-        plt.close(fig)
+        made.append(_save(fig, prefix, "reconcile"))
     scrape = data.get("scrape") or []
     if scrape:
         fig, ax = plt.subplots(figsize=(8, 4))
         labels = [f"{s['endpoints']} endpoints\n{s.get('label') or 'Scraper'}" for s in scrape]
-        ax.boxplot([s["seconds"] for s in scrape], showfliers=False)
-        for i, s in enumerate(scrape, start=1):
-            ax.scatter([i] * len(s["seconds"]), s["seconds"], color="black", s=12, zorder=3)
-        ax.set_xticks(range(1, len(labels) + 1), labels)
-        ax.axhline(2, color="tab:green", ls="--", lw=1, label="goal: 2 s")
+        _boxes(ax, [s["seconds"] for s in scrape], labels, 2, "goal: 2 s")
         ax.set_ylabel("seconds per scrape round")
         ax.set_title("operator scraper: one round over all pod /metrics endpoints")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = prefix.parent / (prefix.name + "_scrape.png")
-        fig.savefig(path, dpi=110)
-        made.append(path)
-        plt.close(fig)
+        made.append(_save(fig, prefix, "scrape"))
     return made
 
 

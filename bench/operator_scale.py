@@ -459,12 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     data["commit"] = subprocess.run(
         ["git", "-C", str(opbench.REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
     ).stdout.strip()
-    json_path = out / f"{args.name}.json"
-    opbench.write_json(json_path, data)
-    (out / f"{args.name}.md").write_text(table(data))
-    if not args.no_plot:
-        data["plots"] = [str(x) for x in opbench.plot("operator", json_path, out / args.name)]
-        opbench.write_json(json_path, data)
+    opbench.save_results(out, args.name, data, table(data), None if args.no_plot else "operator")
     print(table(data))
     return 0
 
