@@ -376,7 +376,7 @@ def _plot_operator(data: dict[str, Any], prefix: Path) -> list[Path]:
             label = f"{run['n']} CRs" + (f" ({run['label']})" if run.get("label") else "")
             ax1.plot([t for t, _ in run["progress"]], [d for _, d in run["progress"]], label=label)
             ax2.plot([t for t, _ in run["rss_series"]], [r for _, r in run["rss_series"]], label=label)
-        ax1.axvline(60, color="tab:green", ls="--", lw=1, label="goal: 1,000 in 60 s")
+        ax1.axvline(30, color="tab:green", ls="--", lw=1, label="goal: 1,000 in 30 s")
         ax1.set_xlabel("seconds since the first create")
         ax1.set_ylabel("ConductorWorkers reconciled")
         ax1.set_title("reconcile progress")
@@ -386,6 +386,20 @@ def _plot_operator(data: dict[str, Any], prefix: Path) -> list[Path]:
         ax2.set_title("operator resident memory")
         ax2.legend(fontsize=8)
         made.append(_save(fig, prefix, "reconcile"))
+        largest = max(runs, key=lambda r: r["n"])
+        api = largest.get("apiserver_requests_per_cr_min") or {}
+        if api:
+            mine = largest.get("operator_requests_per_cr_min") or {}
+            keys = list(api)[:12][::-1]
+            fig, ax = plt.subplots(figsize=(9, 0.45 * len(keys) + 1.5))
+            ys = range(len(keys))
+            ax.barh([y + 0.2 for y in ys], [api[k] for k in keys], 0.4, label="API server: all clients")
+            ax.barh([y - 0.2 for y in ys], [mine.get(k, 0) for k in keys], 0.4, label="operator steps")
+            ax.set_yticks(list(ys), keys)
+            ax.set_xlabel("requests per ConductorWorker per minute")
+            ax.set_title(f"steady state, {largest['n']} ConductorWorkers, {largest.get('steady_s', '?')} s window")
+            ax.legend(fontsize=8)
+            made.append(_save(fig, prefix, "requests"))
     scrape = data.get("scrape") or []
     if scrape:
         fig, ax = plt.subplots(figsize=(8, 4))
