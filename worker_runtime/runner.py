@@ -10,12 +10,14 @@ Every task held is a `_Held` whose `state` decides who reports it, so no task is
 thread that computed the result, the watchdog when the task overran its timeout, or the drain at
 the deadline. Transitions happen under the runner's lock.
 
-Results go out with `POST /tasks/update-v2`, whose reply is the next task of the same type for this
-worker: in steady state one request per task, the poll thread idle while every slot chains. The
-server marks a task it hands over IN_PROGRESS and takes it off the queue, so a runner that cannot
-start it at once (stopping, paused, tasks already waiting for a slot) gives it back immediately
-(IN_PROGRESS, callback 0 s: requeued for the next poll) rather than let it wait for its response
-timeout. `update_v2=False` (or a server without it) reports with `POST /tasks`.
+With `update_v2` on, results go out with `POST /tasks/update-v2`, whose reply is the next task of
+the same type for this worker: in steady state one request per task, the poll thread idle while every
+slot chains. The server marks a task it hands over IN_PROGRESS and takes it off the queue, so a runner
+that cannot start it at once (stopping, paused, tasks already waiting for a slot) gives it back
+immediately (IN_PROGRESS, callback 0 s: requeued for the next poll) rather than let it wait for its
+response timeout. Off by default: Conductor OSS 3.21.14 leaves about 0.2 % of workflows RUNNING when
+update-v2 completes their task (tests/integration/test_runtime_handoff.py); results then go out with
+`POST /tasks`, as they do on a server without update-v2.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class TaskRunner:
         update_retry_seconds: float = 900.0,
         max_result_bytes: int = MAX_RESULT_BYTES,
         clock: Callable[[], float] = time.monotonic,
-        update_v2: bool = True,
+        update_v2: bool = False,
     ) -> None:
         self.spec = spec
         self.update_v2 = update_v2
@@ -688,7 +690,7 @@ class TaskHandler:
         update_retry_seconds: float = 900.0,
         max_result_bytes: int = MAX_RESULT_BYTES,
         clock: Callable[[], float] = time.monotonic,
-        update_v2: bool = True,
+        update_v2: bool = False,
     ) -> None:
         specs = list(workers.values()) if isinstance(workers, Mapping) else list(workers)
         if not specs:

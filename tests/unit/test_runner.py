@@ -98,7 +98,7 @@ def _runner(func, client: FakeClient, slots: int = 1, clock=None, **spec_kw) -> 
     spec = WorkerSpec("work", func, **spec_kw)
     settings = resolve(spec, env={"HOSTNAME": "pod"}, overrides={"thread_count": slots})
     loop = _AsyncLoop() if spec.is_async else None
-    runner = TaskRunner(spec, settings, client, WorkerMetrics(), loop, clock=clock or FakeClock())
+    runner = TaskRunner(spec, settings, client, WorkerMetrics(), loop, clock=clock or FakeClock(), update_v2=True)
     runner.update_backoff = Backoff(base=0.0, cap=0.0)
     return runner
 
@@ -176,6 +176,15 @@ def test_update_v2_off_reports_with_post_tasks():
     client.wait_for("accepted", 1)
     _wait_idle(runner)
     assert client.via == ["v1"]
+
+
+def test_the_handler_reports_with_post_tasks_unless_update_v2_is_turned_on():
+    for update_v2, via in ((None, ["v1"]), (True, ["v2"])):
+        client = FakeClient(polls=[[_raw("t1")]])
+        kw = {} if update_v2 is None else {"update_v2": update_v2}
+        with TaskHandler([WorkerSpec("work", lambda: {})], client=client, **kw):
+            client.wait_for("accepted", 1)
+        assert client.via == via
 
 
 def test_a_server_without_update_v2_is_reported_to_with_post_tasks():

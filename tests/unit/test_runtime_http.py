@@ -65,6 +65,7 @@ def test_a_task_round_trip_over_http_and_the_endpoints_name_both_metric_sets():
         client=ConductorClient(server.url),
         metrics_port=0,
         metrics_host="127.0.0.1",
+        update_v2=True,
     )
     try:
         with handler:
