@@ -83,13 +83,14 @@ def cleanup(**_: Any) -> None:
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def worker_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    """The managed Deployments by (namespace, name): a Deployment is named after its ConductorWorker."""
+async def worker_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The managed Deployments by (namespace, name): a Deployment is named after its ConductorWorker.
+    Async (it does no I/O): a sync handler would cost a thread hop per watch event."""
     return {(namespace, name): slim_deployment(body)}
 
 
 @kopf.index("v1", "pods", labels=MANAGED)
-def worker_pods(body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def worker_pods(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The worker pods by (namespace, ConductorWorker name)."""
     key = owner_key(body)
     return {key: slim_pod(body)} if key else {}
