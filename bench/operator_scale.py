@@ -143,8 +143,13 @@ def reconciled(api, namespace: str) -> tuple[int, int]:
     from kubernetes import client
 
     crs = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
-    deps = client.AppsV1Api(api).list_namespaced_deployment(namespace, _preload_content=False)
-    names = {d["metadata"]["name"] for d in json.loads(deps.data)["items"]}
+    # Names only (metadata-only list): the probe must not load the API server it measures.
+    deps = client.AppsV1Api(api).list_namespaced_deployment(
+        namespace,
+        _preload_content=False,
+        _headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
+    )
+    names = {d["metadata"]["name"] for d in json.loads(deps.data).get("items") or []}
     done = sum(
         1
         for cr in crs
