@@ -4,7 +4,7 @@
 - one daemon per ConductorWorker: the autoscaler loop (every autoscaling.pollingIntervalSeconds) or,
   without autoscaling, a resync loop (drift correction and status), both reading the Deployment and the
   pods from kopf indexes (watches) instead of the API server;
-- events of the managed Deployments wake the owner's loop at once when someone else changed them.
+- a change of a managed Deployment by someone else wakes the owner's loop at once (worker_deployments).
 """
 
 from __future__ import annotations
@@ -85,7 +85,12 @@ def cleanup(**_: Any) -> None:
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 async def worker_deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The managed Deployments by (namespace, name): a Deployment is named after its ConductorWorker.
-    Async (it does no I/O): a sync handler would cost a thread hop per watch event."""
+
+    Also wakes the owner's loop at once when someone else changed the Deployment's spec (its generation is
+    not the one of our last apply): one handler per watch event, not two. Async (no I/O): a sync handler
+    would cost a thread hop per event."""
+    if _controller is not None:
+        _controller.wake(namespace, name, (body.get("metadata") or {}).get("generation"))
     return {(namespace, name): slim_deployment(body)}
 
 
@@ -164,11 +169,3 @@ async def loop(
             log.exception("%s/%s: loop step failed: %s", namespace, name, exc)
             interval = min(interval, 5.0)
         await _pause(stopped, state.wake, interval)
-
-
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-async def deployment_changed(body: kopf.Body, namespace: str, **_: Any) -> None:
-    """On the event loop, where the loops' wake events live."""
-    for ref in body.get("metadata", {}).get("ownerReferences") or []:
-        if ref.get("kind") == builders.KIND and ref.get("controller") and _controller is not None:
-            _controller.wake(namespace, ref["name"], body.get("metadata", {}).get("generation"))
