@@ -206,7 +206,12 @@ def reconcile_run(cfg, api, n: int, args: argparse.Namespace, log_dir: Path) -> 
         deadline = t0 + args.timeout
         done = 0
         while time.monotonic() < deadline:
-            done, listed = reconciled(api, ns)
+            try:
+                done, listed = reconciled(api, ns)
+            except client.ApiException as exc:  # a loaded API server answers 504 now and then: ask again
+                print(f"[operator_scale] progress probe: {exc.status}", flush=True)
+                time.sleep(1)
+                continue
             progress.append((round(time.monotonic() - t0, 2), done))
             if done == n and listed == n:
                 break
