@@ -34,7 +34,7 @@ CATEGORIES = (
     ("concurrent/", "threading"),
 )
 BLOCKING = ("recv_into", "acquire", "wait", "sleep", "select", "poll", "readinto", "accept", "sendall", "settimeout")
-BLOCKING_METHODS = ("'get' of '_queue.SimpleQueue'",)
+BLOCKING_METHODS = ("'get' of '_queue.SimpleQueue'", "'__enter__' of '_thread.")  # contended locks
 BUILTINS = (
     ("recv", "socket"),
     ("send", "socket"),
