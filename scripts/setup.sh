@@ -41,7 +41,17 @@ else
     || "$VENV/bin/python" -m pip install -q -e '.[dev]'
 fi
 
+# The node's images build while Go compiles the control plane: mmdebstrap and pip mostly wait on the
+# network and the disk, the Go build on the CPU.
+images_log="$CWO_CACHE/images-build.log"
+"$VENV/bin/python" -P "$CWO_ROOT/scripts/stack.py" images --no-pause >"$images_log" 2>&1 &
+images_pid=$!
 bash scripts/fetch-tools.sh
 bash scripts/fetch-conductor.sh
 bash scripts/build-k8s.sh
+if ! wait "$images_pid"; then
+  tail -n 30 "$images_log" >&2
+  echo "building the node's images failed (log: $images_log)" >&2
+  exit 1
+fi
 log "setup done; activate with: source $VENV/bin/activate"

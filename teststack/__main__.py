@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from teststack import conductor, kube, netsetup, node, procs
+from teststack import conductor, images, kube, netsetup, node, procs
 from teststack.config import load
 
 
@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--memory", action="store_true", help="Conductor in memory instead of on redis-server")
     up.add_argument("--only", choices=["conductor", "kube"], help="start just one part")
     up.add_argument("--no-node", action="store_true", help="no kubelet, scheduler or containerd (Pods stay Pending)")
+    images_cmd = sub.add_parser("images", help="build the node's images (and the SDK examples' bases) into the cache")
+    images_cmd.add_argument("--no-pause", action="store_true", help="skip the pause image (needs k8s.io/kubernetes)")
     sub.add_parser("down", help="stop every process the stack started")
     sub.add_parser("status", help="say what is running")
     sub.add_parser("env", help="print shell exports for kubectl, helm and the Conductor URL")
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     print(f"pods reach Conductor at {cfg.pod_conductor_url}", file=sys.stderr)
+        elif args.command == "images":
+            built = images.Images(cfg)
+            names = built.all(pause=not args.no_pause) + [built.base(flavor) for flavor in ("static", "java", "node")]
+            print("\n".join(names))
         elif args.command == "down":
             node.stop(cfg)
             kube.stop(cfg)

@@ -276,9 +276,9 @@ class Images:
         self._build(image, context, key, ["--build-arg", f"BASE_IMAGE={base}"], f"building {image}")
         return image
 
-    def all(self) -> list[str]:
-        """Every image the node runs."""
-        return [self.pause(), *self.project(), self.demo_workers(), self.test_workers()]
+    def all(self, pause: bool = True) -> list[str]:
+        """Every image the node runs (the SDK examples are built when a demo or test asks for them)."""
+        return [*([self.pause()] if pause else []), *self.project(), self.demo_workers(), self.test_workers()]
 
     # -- into containerd -------------------------------------------------------------------------------
 

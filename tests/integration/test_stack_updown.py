@@ -8,13 +8,14 @@ rule or chain, cgroup or kubelet host path of the stack is left, and the sysctls
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from teststack import images, node
+from teststack import conductor, images, node
 from teststack.config import REPO_ROOT, StackConfig
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor, pytest.mark.runs_last]
@@ -23,20 +24,20 @@ STACK = ["bash", str(REPO_ROOT / "scripts" / "stack.sh")]
 
 
 def _processes(cfg: StackConfig) -> set[str]:
-    """Processes of the stack: any whose command line names the stack's cache, or that lives in a pod cgroup."""
+    """Processes of the stack: those whose command line names its binaries, its Conductor or its run
+    directory (containerd, its shims, the kubelet, the control plane, redis-server's title), and any
+    process in a pod's cgroup."""
+    markers = (str(cfg.run_dir), str(cfg.k8s_bin), str(cfg.conductor_jar), f"127.0.0.1:{conductor.redis_port(cfg)}")
     found = set()
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
             cgroup = (entry / "cgroup").read_text()
-            exe = Path((entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")).name
         except OSError:
             continue
-        if "python" in exe or "pytest" in cmdline:
-            continue  # this test and its runner live in the cache's venv
-        if str(cfg.cache) in cmdline or "kubepods" in cgroup:
+        if any(m in cmdline for m in markers) or "kubepods" in cgroup:
             found.add(cmdline[:200])
     return found
 
