@@ -490,14 +490,17 @@ def test_bad_pod_metrics_are_timed_out_counted_and_do_not_stop_the_loop(
         wait_for(capacity(3), 60, "the real worker pod scraped (slotCapacity 3)")
         labels = {"namespace": namespace, "name": "scrapes"}
 
-        # Pods of the ConductorWorker (its selector's labels, no pod-template-hash: no ReplicaSet adopts
-        # them) whose status says Running on the fake IPs, as a kubelet would report them. A scheduling
-        # gate keeps them off the real node, so no kubelet ever reports on them.
+        # Pods of the ConductorWorker (its pod template's labels, no pod-template-hash: no ReplicaSet
+        # adopts them) whose status says Running on the fake IPs, as a kubelet would report them. A
+        # scheduling gate keeps them off the real node, so no kubelet ever reports on them.
         core = client.CoreV1Api(k8s_api)
+        template = client.AppsV1Api(k8s_api).read_namespaced_deployment("scrapes", namespace).spec.template
+        pod_labels = {k: v for k, v in template.metadata.labels.items() if k != "pod-template-hash"}
+        assert builders.selector_labels("scrapes").items() <= pod_labels.items()
         for ip, mode in fakes.items():
             pod_name = f"fake-{mode}-{ip.rsplit('.', 1)[1]}"
             pod = {
-                "metadata": {"name": pod_name, "labels": builders.selector_labels("scrapes")},
+                "metadata": {"name": pod_name, "labels": pod_labels},
                 "spec": {
                     "containers": [{"name": "main", "image": UNRUN_IMAGE}],
                     "schedulingGates": [{"name": "conductor.io/fake-pod"}],

@@ -64,6 +64,15 @@ def deployment(k8s_api, ns, name):
         raise
 
 
+def service(k8s_api, ns, name):
+    try:
+        return client.CoreV1Api(k8s_api).read_namespaced_service(name, ns)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def cond(obj, type_):
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
 
@@ -264,7 +273,7 @@ def test_a_go_worker_runs_its_own_container_with_the_sdks_env(operator, kubectl,
     assert c.liveness_probe is None and c.readiness_probe is None
     assert c.security_context.read_only_root_filesystem is True and c.security_context.capabilities.drop == ["ALL"]
     assert dep.spec.template.spec.security_context.run_as_non_root is True
-    svc = client.CoreV1Api(k8s_api).read_namespaced_service(name, namespace)
+    svc = wait_for(lambda: service(k8s_api, namespace, name), 20, "the Service (applied after the Deployment)")
     assert svc.spec.ports[0].port == 2112 and svc.spec.ports[0].target_port == "metrics"
 
     def metrics_condition():
@@ -337,7 +346,7 @@ def test_degraded_for_missing_secret_then_recovers(operator, kubectl, k8s_api, n
 def test_service_monitor_when_its_crd_is_installed(operator, kubectl, k8s_api, namespace):
     kubectl("apply", "-f", "-", input=SERVICE_MONITOR_CRD)
     try:
-        kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=30s")
+        kubectl("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com", "--timeout=90s")
         kubectl(
             "apply", "-n", namespace, "-f", "-",
             input=cw("monitored", metrics={"port": 8000, "serviceMonitor": {"enabled": True, "interval": "10s"}}),
