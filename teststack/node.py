@@ -188,6 +188,7 @@ def start(cfg: StackConfig, kubeconfig: Path, timeout: float = 120) -> None:
     check_host()
     for name in (KUBELET, SCHEDULER, CONTAINERD):
         procs.stop(cfg.run_dir, name)
+    sweep(cfg)  # what an earlier run left if it was killed without `down`
     d = _dirs(cfg)
     for path in d.values():
         path.mkdir(parents=True, exist_ok=True)
@@ -326,19 +327,25 @@ def _remove_netns(cfg: StackConfig) -> None:
 
 def stop(cfg: StackConfig) -> None:
     """Drain, stop the node's processes, then sweep everything they left on the host."""
-    kubeconfig = cfg.kubeconfig
     procs.stop(cfg.run_dir, SCHEDULER)
     with contextlib.suppress(Exception):
-        _drain(cfg, kubeconfig)
+        _drain(cfg, cfg.kubeconfig)
     procs.stop(cfg.run_dir, KUBELET)
     if procs.running_pid(cfg.run_dir, CONTAINERD):
         with contextlib.suppress(Exception):
             _kill_containers(cfg)
     procs.stop(cfg.run_dir, CONTAINERD)
+    sweep(cfg)
+
+
+def sweep(cfg: StackConfig) -> None:
+    """Remove what a node leaves on the host once its processes are gone: also after a run that was
+    killed without `down` (its containers keep running without their shims until killed here)."""
     d = _dirs(cfg)
     for pid in _processes_mentioning(str(d["containerd_state"])):  # shims outlive containerd
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    _kill_pod_processes()
     _unmount_under(d["kubelet_root"], d["containerd_state"], d["containerd_root"])
     _remove_netns(cfg)
     _remove_cgroups()
@@ -354,6 +361,20 @@ def stop(cfg: StackConfig) -> None:
     shutil.rmtree(d["containerd_state"], ignore_errors=True)
     shutil.rmtree(d["kubelet_root"], ignore_errors=True)
     shutil.rmtree(d["cni_ipam"], ignore_errors=True)
+
+
+def _kill_pod_processes() -> None:
+    """SIGKILL every process still in a pod's cgroup (a container outlives a killed shim)."""
+    for procs_file in CGROUP_ROOT.glob("*/kubepods/**/cgroup.procs"):
+        with contextlib.suppress(OSError):
+            for pid in procs_file.read_text().split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+        f.read_text().strip() for f in CGROUP_ROOT.glob("*/kubepods/**/cgroup.procs") if f.exists()
+    ):
+        time.sleep(0.1)
 
 
 def _kill_containers(cfg: StackConfig) -> None:
