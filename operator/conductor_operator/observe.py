@@ -8,9 +8,7 @@ about one timeout instead of one per pod.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -20,6 +18,7 @@ from typing import Any
 import requests
 
 from conductor_operator import sdk_metrics
+from conductor_operator.servers import ServerClients
 from worker_runtime.client import ConductorClient, ConductorError
 
 log = logging.getLogger(__name__)
@@ -35,23 +34,10 @@ class QueueDepthSource:
 
     def __init__(self, timeout: float = 5.0) -> None:
         self.timeout = timeout
-        self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str], ConductorClient] = {}
-        self._server_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._clients = ServerClients(timeout)
         self._cache: dict[tuple[str, str], tuple[float, dict[str, int]]] = {}
         self._no_queue_all: set[tuple[str, str]] = set()
         self.requests = 0  # requests sent to Conductor servers (tests check the sharing)
-
-    def _client(self, url: str, key_id: str | None, key_secret: str | None) -> tuple[tuple[str, str], ConductorClient]:
-        ident = hashlib.sha256(f"{key_id}\0{key_secret}".encode()).hexdigest()[:12] if key_id else ""
-        key = (url.rstrip("/"), ident)
-        with self._lock:
-            if key not in self._clients:
-                self._clients[key] = ConductorClient(
-                    url, key_id or "", key_secret or "", connect_timeout=self.timeout, read_timeout=self.timeout
-                )
-                self._server_locks[key] = threading.Lock()
-            return key, self._clients[key]
 
     def depths(
         self,
@@ -64,8 +50,8 @@ class QueueDepthSource:
     ) -> dict[str, int]:
         """Depth of each (task, domain) queue; raises ConductorError when the server cannot be asked."""
         queues = list(queues)
-        key, client = self._client(url, key_id, key_secret)
-        with self._server_locks[key]:  # concurrent callers for one server wait for the one request
+        key, client = self._clients.get(url, key_id, key_secret)
+        with self._clients.lock(key):  # concurrent callers for one server wait for the one request
             now = time.monotonic() if now is None else now
             cached = self._cache.get(key)
             if key not in self._no_queue_all and cached and now - cached[0] < max_age:
@@ -100,10 +86,7 @@ class QueueDepthSource:
         return out
 
     def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+        self._clients.close()
 
 
 @dataclass(frozen=True)

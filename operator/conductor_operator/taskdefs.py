@@ -13,10 +13,8 @@ one `GET /api/metadata/taskdefs/{name}` per name and server per `max_age` answer
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,7 +22,8 @@ from typing import Any
 from urllib.parse import quote
 
 from conductor_operator.observe import queue_key
-from worker_runtime.client import ConductorClient, ConductorError
+from conductor_operator.servers import ServerClients
+from worker_runtime.client import ConductorError
 
 log = logging.getLogger(__name__)
 
@@ -71,27 +70,16 @@ class TaskDefSource:
         self.timeout = timeout
         self.max_age = max_age
         self.clock = clock
-        self._lock = threading.Lock()
-        self._clients: dict[tuple[str, str], ConductorClient] = {}
+        self._clients = ServerClients(timeout)
         self._cache: dict[tuple[str, str, str], tuple[float, TaskLimits]] = {}
         self.requests = 0
-
-    def _client(self, url: str, key_id: str | None, key_secret: str | None) -> tuple[tuple[str, str], ConductorClient]:
-        ident = hashlib.sha256(f"{key_id}\0{key_secret}".encode()).hexdigest()[:12] if key_id else ""
-        key = (url.rstrip("/"), ident)
-        with self._lock:
-            if key not in self._clients:
-                self._clients[key] = ConductorClient(
-                    url, key_id or "", key_secret or "", connect_timeout=self.timeout, read_timeout=self.timeout
-                )
-            return key, self._clients[key]
 
     def limits(
         self, url: str, names: Iterable[str], key_id: str | None = None, key_secret: str | None = None
     ) -> dict[str, TaskLimits]:
         """Limits per task name. A definition that does not exist has none; one that cannot be read
         keeps its last known limits (none if never read), so a flaky server never blocks scaling."""
-        key, client = self._client(url, key_id, key_secret)
+        key, client = self._clients.get(url, key_id, key_secret)
         out: dict[str, TaskLimits] = {}
         for name in names:
             cache_key = (*key, name)
@@ -117,7 +105,4 @@ class TaskDefSource:
         return out
 
     def close(self) -> None:
-        with self._lock:
-            for client in self._clients.values():
-                client.close()
-            self._clients.clear()
+        self._clients.close()
