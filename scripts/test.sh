@@ -12,7 +12,7 @@ ruff format --check .
 
 log "pytest"
 set +e
-pytest -p no:cacheprovider "$@"
+pytest -p no:cacheprovider --durations=20 "$@"
 rc=$?
 set -e
 if [[ $rc -eq 5 ]]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
