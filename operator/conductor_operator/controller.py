@@ -147,6 +147,26 @@ class Controller:
             log.warning("%s %s %s failed: %s", verb, kind, name, failures[-1].message)
             return None
 
+    def _converge(
+        self,
+        failures: list[Problem],
+        exists: bool | None,
+        manifest: dict[str, Any] | None,
+        api_version: str,
+        kind: str,
+        owner: builders.Owner,
+    ) -> bool | None:
+        """Apply a child when wanted (manifest given), else delete it unless known to be gone; returns
+        whether it exists now (None: unknown), unchanged when the API server refused the write."""
+        if manifest is not None:
+            return (
+                True if self._child(failures, "apply", kind, owner.name, lambda: self.kube.apply(manifest)) else exists
+            )
+        if exists is False:
+            return False
+        delete = lambda: self.kube.delete(api_version, kind, owner.namespace, owner.name)  # noqa: E731
+        return False if self._child(failures, "delete", kind, owner.name, delete) is not None else exists
+
     def apply_children(
         self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None
     ) -> dict[str, Any] | None:
@@ -174,21 +194,8 @@ class Controller:
             )
             st.applied_generation = applied["metadata"].get("generation")
             st.applied_hash = dep_manifest["metadata"]["annotations"][builders.HASH_ANNOTATION]
-        if builders.service_wanted(spec):
-            if self._child(
-                failures, "apply", "Service", owner.name, lambda: self.kube.apply(builders.service(owner, spec))
-            ):
-                st.service = True
-        elif st.service is not False:
-            gone = self._child(
-                failures,
-                "delete",
-                "Service",
-                owner.name,
-                lambda: self.kube.delete("v1", "Service", owner.namespace, owner.name),
-            )
-            if gone is not None:
-                st.service = False
+        service = builders.service(owner, spec) if builders.service_wanted(spec) else None
+        st.service = self._converge(failures, st.service, service, "v1", "Service", owner)
         sm_crd = self.kube.crd_installed(SERVICE_MONITOR_CRD)
         if sm_crd:
             if builders.service_monitor_wanted(spec):
@@ -209,20 +216,8 @@ class Controller:
                 )
         # Deleted whenever not wanted (disabled, or one replica) unless we know it is gone: the
         # Deployment does not change when only podDisruptionBudget.enabled does.
-        if builders.pdb_wanted(spec, replicas):
-            pdb = builders.pod_disruption_budget(owner, spec)
-            if self._child(failures, "apply", "PodDisruptionBudget", owner.name, lambda: self.kube.apply(pdb)):
-                st.pdb = True
-        elif st.pdb is not False:
-            gone = self._child(
-                failures,
-                "delete",
-                "PodDisruptionBudget",
-                owner.name,
-                lambda: self.kube.delete("policy/v1", "PodDisruptionBudget", owner.namespace, owner.name),
-            )
-            if gone is not None:
-                st.pdb = False
+        pdb = builders.pod_disruption_budget(owner, spec) if builders.pdb_wanted(spec, replicas) else None
+        st.pdb = self._converge(failures, st.pdb, pdb, "policy/v1", "PodDisruptionBudget", owner)
         st.apply_problems = tuple(failures)
         st.last_full_apply = self.clock()
         opmetrics.RECONCILES.labels(owner.namespace, owner.name, "changed" if changed else "unchanged").inc()
