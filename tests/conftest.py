@@ -15,7 +15,7 @@ import pytest
 
 from teststack import conductor, kube, procs
 from teststack import node as real_node
-from teststack.config import StackConfig, load
+from teststack.config import REPO_ROOT, StackConfig, load
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -120,3 +120,23 @@ def node(stack: StackConfig, kubeconfig: Path) -> Iterator[str]:
     yield real_node.NODE_NAME
     if started:
         real_node.stop(stack)
+
+
+@pytest.fixture(scope="module")
+def crd(kubectl) -> None:
+    """The ConductorWorker CRD of this checkout, applied and Established."""
+    kubectl("apply", "-f", str(REPO_ROOT / "crds" / "conductorworker.yaml"))
+    kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
+
+
+@pytest.fixture
+def operator(kubeconfig: Path, crd, namespace: str, kubectl, tmp_path: Path):
+    """The operator as a process of this checkout, watching the test's namespace; at the end the
+    ConductorWorkers are deleted while it runs (its finalizer), then it stops and its log is shown."""
+    from teststack.operator_process import OperatorProcess
+
+    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
+    yield op
+    kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=90s", check=False)
+    op.stop()
+    print(op.log_tail(120))

@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
 from helpers import wait_for
-from teststack.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.kube
 
-CRD = Path(__file__).resolve().parents[2] / "crds" / "conductorworker.yaml"
 TASK = [{"name": "resize"}]
-
-
-@pytest.fixture(scope="module")
-def crd(kubectl):
-    kubectl("apply", "-f", str(CRD))
-    kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
 
 
 def manifest(name: str, spec: dict) -> str:
@@ -198,15 +189,6 @@ def test_workers_of_every_sdk_are_accepted_and_python_stays_the_default(crd, kub
 
 
 # -- with the operator: children the API server refuses, the PodDisruptionBudget -------------------------
-
-
-@pytest.fixture
-def operator(kubeconfig, crd, namespace, kubectl, tmp_path):
-    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
-    yield op
-    kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=60s", check=False)
-    op.stop()
-    print(op.log_tail(80))
 
 
 def condition(kubectl, namespace, name, type_):

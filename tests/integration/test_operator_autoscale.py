@@ -7,7 +7,6 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,31 +16,14 @@ from kubernetes import client
 from conductor_operator.observe import QueueDepthSource
 from helpers import linear_workflow, task_def, unique, wait_for, wait_workflow_done
 from teststack import images
-from teststack.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
 
-REPO = Path(__file__).resolve().parents[2]
 INTERVAL = 2  # autoscaling.pollingIntervalSeconds
 WINDOW = 8  # scaleDown.stabilizationWindowSeconds
 COOLDOWN = 16  # cooldownSeconds (to zero)
 MAX = 4
 SLACK = 1.5  # one evaluation's own latency (Conductor + scrape + apply)
-
-
-@pytest.fixture(scope="module")
-def crd(kubectl):
-    kubectl("apply", "-f", str(REPO / "crds" / "conductorworker.yaml"))
-    kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
-
-
-@pytest.fixture
-def operator(kubeconfig, crd, namespace, kubectl, tmp_path):
-    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
-    yield op
-    kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=90s", check=False)
-    op.stop()
-    print(op.log_tail(120))
 
 
 def test_queue_depth_source_batches_and_shares_one_request(conductor_client, conductor_url):

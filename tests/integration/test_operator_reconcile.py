@@ -16,23 +16,6 @@ from teststack.operator_process import OperatorProcess
 pytestmark = pytest.mark.kube
 
 REPO = Path(__file__).resolve().parents[2]
-CRD = REPO / "crds" / "conductorworker.yaml"
-
-
-@pytest.fixture(scope="module")
-def crd(kubectl):
-    kubectl("apply", "-f", str(CRD))
-    kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
-
-
-@pytest.fixture
-def operator(kubeconfig, crd, namespace, kubectl, tmp_path):
-    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log").start()
-    yield op
-    # Delete our objects while the operator runs (its finalizer), then stop it.
-    kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=60s", check=False)
-    op.stop()
-    print(op.log_tail(80))
 
 
 def cw(name: str, **spec) -> str:
