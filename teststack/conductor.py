@@ -38,6 +38,13 @@ def properties(cfg: StackConfig, redis: bool) -> dict[str, str]:
             "conductor.db.type": "redis_standalone",
             "conductor.queue.type": "redis_standalone",
             "conductor.redis.hosts": f"127.0.0.1:{redis_port(cfg)}:us-east-1c",
+            # Two decides of one workflow must not interleave: without the lock a task completed
+            # through update-v2 races its workflow's first decide and the workflow stays RUNNING
+            # with its task COMPLETED. 3.21.14's in-JVM `local_only` lock throws
+            # IllegalMonitorStateException on release, so the lock lives in the same redis-server.
+            "conductor.app.workflow-execution-lock-enabled": "true",
+            "conductor.workflow-execution-lock.type": "redis",
+            "conductor.redis-lock.serverAddress": f"redis://127.0.0.1:{redis_port(cfg)}",
         }
     else:
         props |= {"conductor.db.type": "memory", "conductor.queue.type": "memory"}
@@ -74,14 +81,14 @@ def start_redis(cfg: StackConfig, name: str) -> None:
     procs.wait_until(redis_name, ping, 20, cfg.run_dir, pid)
 
 
-def start(cfg: StackConfig, redis: bool = True, timeout: float = 180, name: str = NAME) -> None:
-    """Start the server (unless one already answers on the port) and wait for /health.
+def launch(cfg: StackConfig, redis: bool = True, name: str = NAME) -> int | None:
+    """Start the server's JVM without waiting for it; returns its pid (None if one already answers).
 
-    A second server (e.g. for restart tests) takes another `name` and a cfg whose conductor_port
-    differs (dataclasses.replace).
+    Spring Boot takes most of `stack.sh up`, so `up` launches it first and waits after the
+    control plane and the node are up (`wait_healthy`).
     """
     if healthy(cfg):
-        return
+        return None
     if not cfg.conductor_jar.is_file():
         raise procs.StackError(f"Conductor server jar missing at {cfg.conductor_jar}: run `bash scripts/setup.sh`")
     java = shutil.which("java")
@@ -93,8 +100,20 @@ def start(cfg: StackConfig, redis: bool = True, timeout: float = 180, name: str 
     props_file = cfg.run_dir / f"{name}.properties"
     props_file.write_text("".join(f"{k}={v}\n" for k, v in properties(cfg, redis).items()))
     argv = [java, "-Xms256m", "-Xmx1g", "-XX:+UseSerialGC", "-jar", str(cfg.conductor_jar)]
-    pid = procs.start(cfg.run_dir, name, argv, env={"CONDUCTOR_CONFIG_FILE": str(props_file)})
+    return procs.start(cfg.run_dir, name, argv, env={"CONDUCTOR_CONFIG_FILE": str(props_file)})
+
+
+def wait_healthy(cfg: StackConfig, pid: int | None, timeout: float = 180, name: str = NAME) -> None:
     procs.wait_until(name, lambda: healthy(cfg), timeout, cfg.run_dir, pid)
+
+
+def start(cfg: StackConfig, redis: bool = True, timeout: float = 180, name: str = NAME) -> None:
+    """Start the server (unless one already answers on the port) and wait for /health.
+
+    A second server (e.g. for restart tests) takes another `name` and a cfg whose conductor_port
+    differs (dataclasses.replace).
+    """
+    wait_healthy(cfg, launch(cfg, redis, name), timeout, name)
 
 
 def kill(cfg: StackConfig, name: str = NAME) -> None:
