@@ -97,10 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--update-v2",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("CONDUCTOR_WORKER_UPDATE_V2", "false").strip().lower() in ("1", "true", "yes", "on"),
+        default=os.environ.get("CONDUCTOR_WORKER_UPDATE_V2", "true").strip().lower() in ("1", "true", "yes", "on"),
         help="report results with POST /tasks/update-v2 and run the task it hands back: one request per task "
-        "(env CONDUCTOR_WORKER_UPDATE_V2; default off: Conductor OSS 3.21.14 leaves about 0.2%% of workflows "
-        "RUNNING after update-v2 completes their task; a server without it is detected on its first 404/405)",
+        "(env CONDUCTOR_WORKER_UPDATE_V2, default on as in the Conductor SDKs; --no-update-v2 reports with "
+        "POST /tasks; a server without it is detected on its first 404/405)",
     )
     run.add_argument(
         "--json-logs",

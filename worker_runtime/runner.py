@@ -15,9 +15,10 @@ the same type for this worker: in steady state one request per task, the poll th
 slot chains. The server marks a task it hands over IN_PROGRESS and takes it off the queue, so a runner
 that cannot start it at once (stopping, paused, tasks already waiting for a slot) gives it back
 immediately (IN_PROGRESS, callback 0 s: requeued for the next poll) rather than let it wait for its
-response timeout. Off by default: Conductor OSS 3.21.14 leaves about 0.2 % of workflows RUNNING when
-update-v2 completes their task (tests/integration/test_runtime_handoff.py); results then go out with
-`POST /tasks`, as they do on a server without update-v2.
+response timeout. On by default, as in the Conductor SDKs; turned off (or on a server without
+update-v2) results go out with `POST /tasks`. The server must run with its workflow-execution lock
+(Conductor's own Redis configuration does): without it, a task completed through update-v2 can race
+its workflow's first decide and leave the workflow RUNNING (tests/integration/test_runtime_handoff.py).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class TaskRunner:
         update_retry_seconds: float = 900.0,
         max_result_bytes: int = MAX_RESULT_BYTES,
         clock: Callable[[], float] = time.monotonic,
-        update_v2: bool = False,
+        update_v2: bool = True,
     ) -> None:
         self.spec = spec
         self.update_v2 = update_v2
@@ -690,7 +691,7 @@ class TaskHandler:
         update_retry_seconds: float = 900.0,
         max_result_bytes: int = MAX_RESULT_BYTES,
         clock: Callable[[], float] = time.monotonic,
-        update_v2: bool = False,
+        update_v2: bool = True,
     ) -> None:
         specs = list(workers.values()) if isinstance(workers, Mapping) else list(workers)
         if not specs:

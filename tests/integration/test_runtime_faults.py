@@ -66,7 +66,7 @@ def _all_done(client: ConductorClient, ids: list[str], timeout: float) -> list[d
 
 def test_2000_workflows_complete_exactly_through_20_percent_5xx_and_resets(conductor_client, conductor_url):
     name, wf = unique("faulty"), unique("wf")
-    conductor_client.register_task_defs([task_def(name, retry_count=5, response_timeout=30)])
+    conductor_client.register_task_defs([task_def(name, retry_count=5, response_timeout=5)])
     conductor_client.register_workflow(
         linear_workflow(wf, [(name, "t", {"x": "${workflow.input.x}"})], output={"y": "${t.output.y}"})
     )

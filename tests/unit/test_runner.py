@@ -178,8 +178,8 @@ def test_update_v2_off_reports_with_post_tasks():
     assert client.via == ["v1"]
 
 
-def test_the_handler_reports_with_post_tasks_unless_update_v2_is_turned_on():
-    for update_v2, via in ((None, ["v1"]), (True, ["v2"])):
+def test_the_handler_reports_with_update_v2_unless_it_is_turned_off():
+    for update_v2, via in ((None, ["v2"]), (False, ["v1"])):
         client = FakeClient(polls=[[_raw("t1")]])
         kw = {} if update_v2 is None else {"update_v2": update_v2}
         with TaskHandler([WorkerSpec("work", lambda: {})], client=client, **kw):
