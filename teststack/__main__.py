@@ -26,9 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "up":
-            if args.only in (None, "conductor"):
-                conductor.start(cfg, redis=not args.memory)
-                print(f"conductor: {cfg.conductor_url}", file=sys.stderr)
+            # Conductor's JVM boots while the control plane and the node come up.
+            conductor_pid = conductor.launch(cfg, redis=not args.memory) if args.only in (None, "conductor") else None
             if args.only in (None, "kube"):
                 kubeconfig = kube.start(cfg)
                 print(f"kube-apiserver: {cfg.apiserver_url} (KUBECONFIG={kubeconfig})", file=sys.stderr)
@@ -39,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     print(f"pods reach Conductor at {cfg.pod_conductor_url}", file=sys.stderr)
+            if args.only in (None, "conductor"):
+                conductor.wait_healthy(cfg, conductor_pid)
+                print(f"conductor: {cfg.conductor_url}", file=sys.stderr)
         elif args.command == "images":
             built = images.Images(cfg)
             names = built.all(pause=not args.no_pause) + [built.base(flavor) for flavor in ("static", "java", "node")]

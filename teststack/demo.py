@@ -133,8 +133,10 @@ def helm_install(cfg: StackConfig, extra: list[str] | None = None) -> None:
 
 
 def start_stack(cfg: StackConfig) -> None:
-    conductor.start(cfg)
+    """Conductor's JVM boots while the control plane and the node come up."""
+    pid = conductor.launch(cfg)
     node.start(cfg, kube.start(cfg))
+    conductor.wait_healthy(cfg, pid)
 
 
 def load_example(cfg: StackConfig, lang: str) -> str:
