@@ -360,6 +360,31 @@ class TreeSampler:
         return max((s.rss for s in self.samples), default=0)
 
 
+def server_processes(server_url: str) -> list[psutil.Process]:
+    """The process listening on the server's port (the Conductor JVM) and the local processes it holds
+    connections to (its redis-server): what the server spends per task, next to the client's CPU."""
+    from urllib.parse import urlparse
+
+    port = urlparse(server_url).port or 80
+    listeners = {c.laddr.port: c.pid for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.pid}
+    if port not in listeners:
+        return []
+    server = psutil.Process(listeners[port])
+    stores = {listeners[c.raddr.port] for c in server.net_connections("tcp") if c.raddr and c.raddr.port in listeners}
+    return [server, *(psutil.Process(pid) for pid in stores - {server.pid})]
+
+
+class FixedSampler(TreeSampler):
+    """A TreeSampler over a fixed set of processes (the server's), not one process's tree."""
+
+    def __init__(self, procs: list[psutil.Process], interval: float = 0.1) -> None:
+        super().__init__(procs[0].pid if procs else 0, interval)
+        self._fixed = procs
+
+    def _tree(self) -> list[psutil.Process]:
+        return list(self._fixed)
+
+
 # -- statistics and output --------------------------------------------------------------------------
 
 

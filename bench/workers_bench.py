@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    FixedSampler,
     Pythons,
     Server,
     TreeSampler,
@@ -34,6 +35,7 @@ from common import (
     log,
     now_ms,
     percentile,
+    server_processes,
     spread,
     table,
     terminate,
@@ -84,9 +86,11 @@ def one_run(
     log(f"  {contender}/{kind}: {n} workflows queued in {start_s:.1f}s ({n / start_s:.0f}/s); starting the worker")
 
     requests_before = server.worker_requests()
+    server_procs = server_processes(server.url)
     launched = now_ms()
     proc = launch(contender, py, server.url, threads, {task: kind}, logs / f"{task}.log")
     sampler = TreeSampler(proc.pid, interval=0.1).start()
+    server_sampler = FixedSampler(server_procs, interval=0.1).start()
     lat_ids: list[str] = []
     result: dict[str, Any] = {"contender": contender, "kind": kind, "n": n, "threads": threads, "task": task}
     try:
@@ -134,6 +138,7 @@ def one_run(
         requests_after = server.worker_requests()
         elapsed_s = (last_completion - first_pickup) / 1000
         cpu_s = sampler.cpu_at(last_completion) - sampler.cpu_at(first_pickup)
+        server_cpu_s = server_sampler.cpu_at(last_completion) - server_sampler.cpu_at(first_pickup)
 
         # an idle worker picking up new work
         lat_ids = server.start_paced(wf, latency_n, latency_rate)
@@ -147,6 +152,7 @@ def one_run(
         lat, lat_not_done = _pickup_ms(server.workflows(lat_ids))
         backlog, backlog_not_done = _pickup_ms(server.workflows(random.sample(ids, min(200, n))))
         sampler.stop()
+        server_sampler.stop()
         result |= {
             "start_workflows_per_s": round(n / start_s, 1),
             "startup_s": round((first_pickup - launched) / 1000, 3),
@@ -157,6 +163,7 @@ def one_run(
             "cpu_s": round(cpu_s, 3),
             "cpu_s_per_1000": round(cpu_s / max(done, 1) * 1000, 3),
             "cpu_s_total": round(sampler.samples[-1].cpu_s, 3) if sampler.samples else None,
+            "server_cpu_s_per_1000": round(server_cpu_s / max(done, 1) * 1000, 3) if server_procs else None,
             "peak_rss_mib": round(sampler.peak_rss / 2**20, 1),
             "requests_per_task": _per(requests_before, requests_after, max(done, 1), 3),
             "idle_requests_per_s": _per(idle_before, idle_after, IDLE_S, 2),
@@ -171,13 +178,14 @@ def one_run(
         }
         log(
             f"  {contender}/{kind}: {result['tasks_per_s']} tasks/s, {result['cpu_s_per_1000']} CPU s/1000,"
-            f" peak RSS {result['peak_rss_mib']} MiB, {result['requests_per_task']} requests/task,"
+            f" server CPU s/1000 {result['server_cpu_s_per_1000']}, peak RSS {result['peak_rss_mib']} MiB, {result['requests_per_task']} requests/task,"
             f" idle {result['idle_requests_per_s']} requests/s, pickup p50/p99"
             f" {fmt(result['pickup_ms_p50'], 0)}/{fmt(result['pickup_ms_p99'], 0)} ms, startup {result['startup_s']} s"
         )
         return result
     finally:
         sampler.stop()
+        server_sampler.stop()
         terminate(proc)
         server.remove(ids + lat_ids)
         server.undefine([task])
@@ -224,6 +232,7 @@ def run(
 METRICS = (
     "tasks_per_s",
     "cpu_s_per_1000",
+    "server_cpu_s_per_1000",
     "requests_per_task",
     "idle_requests_per_s",
     "peak_rss_mib",
@@ -272,6 +281,7 @@ def markdown(data: dict[str, Any]) -> str:
         "contender",
         "tasks/s",
         "CPU s / 1000 tasks",
+        "server CPU s / 1000 tasks",
         "requests / task",
         "idle requests/s",
         "peak RSS MiB",
@@ -286,6 +296,7 @@ def markdown(data: dict[str, Any]) -> str:
             for key, digits in (
                 ("tasks_per_s", 0),
                 ("cpu_s_per_1000", 2),
+                ("server_cpu_s_per_1000", 2),
                 ("requests_per_task", 2),
                 ("idle_requests_per_s", 1),
                 ("peak_rss_mib", 0),
@@ -310,6 +321,7 @@ def markdown(data: dict[str, Any]) -> str:
         "contender",
         "tasks/s",
         "CPU s/1000",
+        "server CPU s/1000",
         "requests/task",
         "idle req/s",
         "peak RSS MiB",
@@ -325,6 +337,7 @@ def markdown(data: dict[str, Any]) -> str:
             r["contender"],
             fmt(r["tasks_per_s"], 0),
             fmt(r["cpu_s_per_1000"], 2),
+            fmt(r.get("server_cpu_s_per_1000"), 2),
             fmt(r.get("requests_per_task"), 2),
             fmt(r.get("idle_requests_per_s"), 1),
             fmt(r["peak_rss_mib"], 0),
