@@ -29,6 +29,9 @@ class Config:
     priority: int = 0
     """--priority / CWO_PRIORITY: peering priority; random by default, since replicas of one Deployment
     need distinct ones or kopf lets all of them act."""
+    peering_lifetime: int = 60
+    """CWO_PEERING_LIFETIME: seconds a replica's peering record stays valid unless renewed; after the
+    active replica dies, a standby acts within this time (kopf renews it 10 s before it ends)."""
     liveness: str = "http://0.0.0.0:8081/healthz"
     """--liveness / CWO_LIVENESS: kopf's liveness endpoint URL ('' disables it)."""
     metrics_port: int = 8080
@@ -66,6 +69,7 @@ class Config:
             standalone=env.get("CWO_STANDALONE") == "1",
             peering=env.get("CWO_PEERING") or None,
             priority=int(env.get("CWO_PRIORITY") or random.randint(1, 1_000_000)),
+            peering_lifetime=int(env.get("CWO_PEERING_LIFETIME") or d.peering_lifetime),
             liveness=env.get("CWO_LIVENESS", d.liveness),
             metrics_port=int(env.get("CWO_METRICS_PORT") or d.metrics_port),
             metrics_host=env.get("CWO_METRICS_HOST") or d.metrics_host,

@@ -65,6 +65,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=builders.GROUP, key="last-handled-configuration"
     )
+    settings.peering.lifetime = cfg.peering_lifetime
     settings.watching.server_timeout = cfg.watch_server_timeout
     settings.watching.client_timeout = cfg.watch_server_timeout + 30
     settings.watching.connect_timeout = 30

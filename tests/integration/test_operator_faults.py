@@ -637,9 +637,10 @@ def test_two_operator_replicas_only_one_acts_and_the_other_takes_over(plane, ns,
         "-",
         input=json.dumps({"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": peering}}),
     )
-    low = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator-low.log", peering=peering, priority=10)
+    lifetime = {"CWO_PEERING_LIFETIME": "20"}  # the standby takes over within 20 s, not kopf's 60
+    low = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator-low.log", lifetime, peering, priority=10)
     operators.append(low.start())
-    high = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator-high.log", peering=peering, priority=20)
+    high = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator-high.log", lifetime, peering, priority=20)
     operators.append(high.start())
     wait_for(lambda: "Pausing operations in favour of" in low.log_tail(200), 30, "the low-priority replica pausing")
 
@@ -663,6 +664,7 @@ def test_two_operator_replicas_only_one_acts_and_the_other_takes_over(plane, ns,
     patch_cw(k8s_api, namespace, "peered", {"replicas": 3})
     wait_for(lambda: dep_replicas(k8s_api, namespace, "peered") == 3, 90, "the standby replica applying replicas 3")
     takeover = time.monotonic() - killed
+    assert takeover < 20 + 15, f"the standby took {takeover:.0f}s with a 20 s peering lifetime"
     log = low.log_path.read_text(errors="replace")
     assert log.count("Resuming operations after the pause") > resumed, low.log_tail(80)
     wait_for(lambda: op_metric(low, "conductor_operator_reconciles_total", **labels) >= 1, 10, "the standby's applies")
@@ -672,9 +674,7 @@ def test_two_operator_replicas_only_one_acts_and_the_other_takes_over(plane, ns,
         "status written by the standby",
     )
     assert cond(obj, "Degraded")["status"] == "False"
-    print(
-        f"\nFIGURES peering: standby took over {takeover:.1f}s after SIGKILL of the active replica (kopf lifetime 60s)"
-    )
+    print(f"\nFIGURES peering: standby took over {takeover:.1f}s after SIGKILL of the active replica (lifetime 20s)")
 
 
 # -- c. API server restarted ---------------------------------------------------------------------

@@ -167,13 +167,14 @@ def test_config_reads_the_environment_once_and_flags_win():
         "CWO_WATCH_SERVER_TIMEOUT": "60",
         "CWO_PRIORITY": "7",
         "CWO_PEERING": "p",
+        "CWO_PEERING_LIFETIME": "20",
         "CWO_METRICS_PORT": "9000",
         "CWO_LIVENESS": "",
         "CWO_LOG_FORMAT": "json",
         "KUBECONFIG": "/k",
     }
     cfg = Config.from_env(env)
-    assert (cfg.resync_seconds, cfg.max_workers, cfg.watch_server_timeout) == (2.5, 8, 60)
+    assert (cfg.resync_seconds, cfg.max_workers, cfg.watch_server_timeout, cfg.peering_lifetime) == (2.5, 8, 60, 20)
     assert (cfg.priority, cfg.peering, cfg.metrics_port, cfg.liveness, cfg.log_format, cfg.kubeconfig) == (
         7,
         "p",
@@ -186,6 +187,7 @@ def test_config_reads_the_environment_once_and_flags_win():
     flags = parse_args(["--metrics-port", "9100", "--priority", "3", "-v"], env=env)
     assert (flags.metrics_port, flags.priority, flags.verbose, flags.resync_seconds) == (9100, 3, True, 2.5)
     assert Config.from_env({}).resync_seconds == Config().resync_seconds == 10.0
+    assert Config.from_env({}).peering_lifetime == 60  # kopf's default
 
 
 def test_parse_metrics_reads_only_the_autoscaler_series_line_by_line():
