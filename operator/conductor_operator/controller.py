@@ -69,17 +69,8 @@ class State:
     last_status: dict[str, Any] = field(default_factory=dict)
     last_auto: dict[str, Any] | None = None  # the last autoscaler evaluation, for status writes between them
     wanted_hash: tuple[int | None, str] | None = None  # (CR generation, spec hash of the Deployment it wants)
-
-
-@dataclass
-class Observed:
-    """The autoscaler's latest view, kept for the status."""
-
-    queue_depth: dict[str, int] | None = None
-    busy: int = 0
-    capacity: int = 0
-    reason: str = ""
-    error: str = ""
+    rollout: dict[str, Any] | None = None  # the Deployment status the last status was built from
+    wake_on_rollout: bool = False  # no autoscaling: a Deployment status change wakes the loop at once
 
 
 class Controller:
@@ -112,11 +103,19 @@ class Controller:
             self._states.pop((namespace, name), None)
         opmetrics.forget(namespace, name)
 
-    def wake(self, namespace: str, name: str, generation: int | None) -> None:
-        """A managed Deployment changed: wake the object's loop if someone else changed its spec."""
+    def wake(self, namespace: str, name: str, generation: int | None, rollout: dict[str, Any] | None = None) -> None:
+        """A managed Deployment changed: wake the object's loop if someone else changed its spec, or, without
+        autoscaling, if its status moved from the one the ConductorWorker's status shows (pods became ready).
+
+        Why: the loop of an idle ConductorWorker then needs no short resync interval to keep its status
+        fresh; an autoscaling one already steps every polling interval."""
         with self._lock:
             st = self._states.get((namespace, name))
-        if st is not None and generation is not None and generation != st.applied_generation:
+        if st is None:
+            return
+        drifted = generation is not None and generation != st.applied_generation
+        rolled = st.wake_on_rollout and rollout is not None and st.rollout is not None and rollout != st.rollout
+        if drifted or rolled:
             st.wake.set()
 
     # -- replicas ------------------------------------------------------------------------------------
@@ -385,6 +384,8 @@ class Controller:
         meta, spec = body["metadata"], body["spec"]
         ns, name = meta["namespace"], meta["name"]
         autoscaling = builders.autoscaling_enabled(spec)
+        st.wake_on_rollout = not autoscaling
+        st.rollout = dict((deployment or {}).get("status") or {})
         if auto is None and autoscaling and st.last_auto is not None:
             auto = {**st.last_auto, "scaled": False}
         elif auto is not None:

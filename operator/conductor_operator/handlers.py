@@ -88,11 +88,13 @@ async def worker_deployments(namespace: str, name: str, body: kopf.Body, **_: An
     """The managed Deployments by (namespace, name): a Deployment is named after its ConductorWorker.
 
     Also wakes the owner's loop at once when someone else changed the Deployment's spec (its generation is
-    not the one of our last apply): one handler per watch event, not two. Async (no I/O): a sync handler
+    not the one of our last apply) or, without autoscaling, its rollout status moved: one handler per
+    watch event, not two. Async (no I/O): a sync handler
     would cost a thread hop per event."""
+    slim = slim_deployment(body)
     if _controller is not None:
-        _controller.wake(namespace, name, (body.get("metadata") or {}).get("generation"))
-    return {(namespace, name): slim_deployment(body)}
+        _controller.wake(namespace, name, slim["metadata"]["generation"], slim["status"])
+    return {(namespace, name): slim}
 
 
 @kopf.index("v1", "pods", labels=MANAGED)

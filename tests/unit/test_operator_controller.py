@@ -492,3 +492,22 @@ def test_a_watch_that_has_not_seen_our_apply_yet_is_not_trusted():
     events = len(kube.events)
     ctl.reconcile(cw, force=False, cached=Cached(None, []))  # the watch event has not arrived: GET
     assert kube.reads == [("GET", "Deployment")] and len(kube.events) == events  # no second "Created"
+
+
+def test_a_deployment_rollout_wakes_the_loop_of_a_worker_without_autoscaling_only():
+    """The status of an idle ConductorWorker follows its pods becoming ready at once, without a short
+    resync; an autoscaling one steps every polling interval anyway and is not woken by rollouts."""
+    for spec, woken in ((body(replicas=2), True), (body(autoscaling=autoscaling()), False)):
+        kube = FakeKube()
+        ctl = Controller(kube, Config(), FakeQueues({"resize": 0}), FakeScraper(), FakeClock(), FakeTaskDefs())
+        step = ctl.autoscale if woken is False else ctl.reconcile
+        step(spec)
+        st = ctl.state(NS, "orders")
+        generation = kube.deployment()["metadata"].get("generation")
+        ctl.wake(NS, "orders", generation, dict(st.rollout or {}))  # our own apply, nothing moved
+        assert not st.wake.is_set()
+        ctl.wake(NS, "orders", generation, {"replicas": 2, "readyReplicas": 2})
+        assert st.wake.is_set() is woken
+        st.wake.clear()
+        ctl.wake(NS, "orders", (generation or 0) + 1, dict(st.rollout or {}))  # someone edited the spec
+        assert st.wake.is_set()
