@@ -11,7 +11,7 @@ then the contender's process starts. Measured:
 - server requests per completed task: the requests the server answered on the worker endpoints (poll,
   batch poll, update, update-v2) from the launch to the last completion, over the tasks completed;
   counted by the server itself (Spring's request metrics), so every contender is counted alike.
-- idle requests/s: the same count over IDLE_S seconds while the contender idles (one task type, no work).
+- idle requests/s: the same count over `idle_s` seconds (10) while the contender idles (one task type, no work).
 - pickup latency (server's startTime - scheduledTime), p50/p99, of `--latency-n` workflows started at
   `--latency-rate`/s once the backlog is gone (an idle worker picking up new work); and, apart, the queue
   wait of 200 sampled backlog tasks (which mostly measures the backlog, not the worker).
@@ -43,7 +43,6 @@ from common import (
 )
 
 KINDS = ("noop", "sleep10")
-IDLE_S = 10.0
 
 
 def _pickup_ms(workflows: list[dict[str, Any]]) -> tuple[list[float], int]:
@@ -73,6 +72,7 @@ def one_run(
     logs: Path,
     timeout: float,
     stall_s: float = 30.0,
+    idle_s: float = 10.0,
 ) -> dict[str, Any]:
     task = unique(f"bench_{kind}_{contender.replace('-', '_')}")
     wf = f"{task}_wf"
@@ -147,7 +147,7 @@ def one_run(
             time.sleep(0.2)
         time.sleep(2.0)  # into idle mode
         idle_before = server.worker_requests()
-        time.sleep(IDLE_S)
+        time.sleep(idle_s)
         idle_after = server.worker_requests()
         lat, lat_not_done = _pickup_ms(server.workflows(lat_ids))
         backlog, backlog_not_done = _pickup_ms(server.workflows(random.sample(ids, min(200, n))))
@@ -166,7 +166,7 @@ def one_run(
             "server_cpu_s_per_1000": round(server_cpu_s / max(done, 1) * 1000, 3) if server_procs else None,
             "peak_rss_mib": round(sampler.peak_rss / 2**20, 1),
             "requests_per_task": _per(requests_before, requests_after, max(done, 1), 3),
-            "idle_requests_per_s": _per(idle_before, idle_after, IDLE_S, 2),
+            "idle_requests_per_s": _per(idle_before, idle_after, idle_s, 2),
             "processes": max((s.procs for s in sampler.samples), default=0),
             "pickup_ms_p50": percentile(lat, 0.5),
             "pickup_ms_p99": percentile(lat, 0.99),
@@ -203,6 +203,7 @@ def run(
     latency_rate: float,
     timeout: float,
     machine_info: dict[str, Any],
+    idle_s: float = 10.0,
 ) -> dict[str, Any]:
     runs = []
     for r in range(rounds):
@@ -210,7 +211,19 @@ def run(
         for kind in KINDS:
             for contender in order:
                 log(f"round {r + 1}/{rounds}: {contender} / {kind}")
-                res = one_run(server, py, contender, kind, n, threads, latency_n, latency_rate, out / "logs", timeout)
+                res = one_run(
+                    server,
+                    py,
+                    contender,
+                    kind,
+                    n,
+                    threads,
+                    latency_n,
+                    latency_rate,
+                    out / "logs",
+                    timeout,
+                    idle_s=idle_s,
+                )
                 runs.append(res | {"round": r + 1})
     data = {
         "benchmark": "workers",
@@ -222,6 +235,7 @@ def run(
             "contenders": contenders,
             "latency_n": latency_n,
             "latency_rate_per_s": latency_rate,
+            "idle_s": idle_s,
         },
         "runs": runs,
         "summary": summarize(runs, contenders),

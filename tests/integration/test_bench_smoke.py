@@ -34,6 +34,8 @@ def test_bench_all_tiny(conductor_url: str, tmp_path: Path) -> None:
             "5",
             "--memory-types",
             "2",
+            "--idle-seconds",
+            "2",
             "--timeout",
             "180",
             "--server-url",
