@@ -6,7 +6,6 @@ twice by the runtime, nothing counted as dropped.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections import Counter
@@ -21,16 +20,12 @@ from teststack.faultproxy import FaultProxy, Rule
 from worker_runtime import ConductorClient, TaskHandler, get_task_context
 from worker_runtime.worker import WorkerSpec
 
-REDIS_SERVER = "conductor-restartable"
 
-
-@pytest.fixture(scope="module")
-def redis_server(stack: StackConfig):
-    """A second, Redis-backed Conductor server that survives being killed and restarted."""
-    cfg = dataclasses.replace(stack, conductor_port=stack.conductor_port + 10)
-    conductor.start(cfg, redis=True, name=REDIS_SERVER)
-    yield cfg
-    conductor.stop(cfg, name=REDIS_SERVER, with_redis=True)
+@pytest.fixture
+def restartable(stack: StackConfig, conductor_url: str) -> StackConfig:
+    """The session's Conductor server: Redis-backed, so its state survives being killed and restarted
+    (a second server would cost another JVM start; the test restarts this one and waits for it)."""
+    return stack
 
 
 class Ledger:
@@ -129,8 +124,8 @@ def _ready(port: int) -> int:
         return 0
 
 
-def test_server_killed_and_restarted_mid_run_the_runtime_reconnects_and_finishes(redis_server):
-    client = ConductorClient(redis_server.conductor_url)
+def test_server_killed_and_restarted_mid_run_the_runtime_reconnects_and_finishes(restartable):
+    client = ConductorClient(restartable.conductor_url)
     name, wf = unique("outage"), unique("wf")
     client.register_task_defs([task_def(name, retry_count=2, response_timeout=60)])
     client.register_workflow(
@@ -146,7 +141,7 @@ def test_server_killed_and_restarted_mid_run_the_runtime_reconnects_and_finishes
     ids = _start_many(client, wf, 400)
     handler = TaskHandler(
         [WorkerSpec(name, slow_double)],
-        client=ConductorClient(redis_server.conductor_url, read_timeout=10),
+        client=ConductorClient(restartable.conductor_url, read_timeout=10),
         overrides={"thread_count": 4},
         metrics_port=0,
         metrics_host="127.0.0.1",
@@ -155,10 +150,10 @@ def test_server_killed_and_restarted_mid_run_the_runtime_reconnects_and_finishes
         port = handler.health.port
         wait_for(lambda: _ready(port) == 200, 20, "ready")
         wait_for(lambda: sum(ledger.task_ids.values()) >= 100, 60, "a quarter of the work done")
-        conductor.kill(redis_server, name=REDIS_SERVER)
+        conductor.kill(restartable)
         wait_for(lambda: _ready(port) == 503, 30, "/readyz to report the outage")
         time.sleep(3)  # results in flight keep retrying against a dead server
-        conductor.start(redis_server, redis=True, name=REDIS_SERVER)
+        conductor.start(restartable)
         wait_for(lambda: _ready(port) == 200, 60, "/readyz to recover")
         finished = _all_done(client, ids, timeout=180)
     assert [w["status"] for w in finished] == ["COMPLETED"] * 400
