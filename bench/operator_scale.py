@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=240, help="seconds to wait for all CRs reconciled")
     p.add_argument("--settle", type=float, default=20, help="seconds of steady state measured after")
     p.add_argument("--delete-timeout", type=float, default=120)
-    p.add_argument("--resync", type=float, default=10, help="CWO_RESYNC_SECONDS of the operator (deployed: 10)")
+    p.add_argument("--resync", type=float, default=60, help="CWO_RESYNC_SECONDS of the operator (deployed: 60)")
     p.add_argument("--max-workers", type=int, default=0, help="CWO_MAX_WORKERS (0: the operator's default, 32)")
     p.add_argument(
         "--shared-plane",

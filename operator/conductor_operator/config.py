@@ -42,9 +42,10 @@ class Config:
     """--verbose: kopf's DEBUG logging (every API request: costs CPU at scale)."""
     log_format: str = "full"
     """--log-format / CWO_LOG_FORMAT: plain, full or json."""
-    resync_seconds: float = 10.0
+    resync_seconds: float = 60.0
     """CWO_RESYNC_SECONDS: interval of the drift-correction and status loop of a ConductorWorker without
-    autoscaling (with it, spec.autoscaling.pollingIntervalSeconds)."""
+    autoscaling (with it, spec.autoscaling.pollingIntervalSeconds). A safety net: edits and deletions of
+    the Deployment and its rollout wake the loop at once; the Secret and CRD checks wait for it."""
     max_workers: int = 32
     """CWO_MAX_WORKERS: threads for kopf's sync handlers and for the per-object loop steps; the API
     client's connection pool is sized to match, or urllib3 discards connections under load."""

@@ -118,6 +118,13 @@ class Controller:
         if drifted or rolled:
             st.wake.set()
 
+    def wake_now(self, namespace: str, name: str) -> None:
+        """Wake the object's loop whatever changed (its Deployment was deleted)."""
+        with self._lock:
+            st = self._states.get((namespace, name))
+        if st is not None:
+            st.wake.set()
+
     # -- replicas ------------------------------------------------------------------------------------
 
     def _replicas(self, spec: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> int:

@@ -97,6 +97,14 @@ async def worker_deployments(namespace: str, name: str, body: kopf.Body, **_: An
     return {(namespace, name): slim}
 
 
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED, when=lambda type, **_: type == "DELETED")
+async def deployment_deleted(namespace: str, name: str, **_: Any) -> None:
+    """Someone deleted a managed Deployment: its ConductorWorker's loop puts it back at once (the index
+    handler is not called for deletions, and the resync interval may be long)."""
+    if _controller is not None:
+        _controller.wake_now(namespace, name)
+
+
 @kopf.index("v1", "pods", labels=MANAGED)
 async def worker_pods(body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The worker pods by (namespace, ConductorWorker name)."""

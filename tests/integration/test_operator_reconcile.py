@@ -177,6 +177,33 @@ def test_spec_change_rolls_and_hand_edits_are_reverted(operator, kubectl, k8s_ap
     wait_for(reverted, 15, "the hand edits reverted")
 
 
+def test_with_a_long_resync_a_deleted_deployment_returns_and_status_follows_the_rollout(
+    crd, kubectl, k8s_api, kubeconfig, namespace, tmp_path
+):
+    """Both are event-driven (a Deployment deletion, a Deployment status change), not resync-driven."""
+    op = OperatorProcess(kubeconfig, [namespace], tmp_path / "operator.log", env={"CWO_RESYNC_SECONDS": "300"})
+    op.start()
+    try:
+        kubectl("apply", "-n", namespace, "-f", "-", input=cw("events", replicas=2))
+        first = wait_for(lambda: deployment(k8s_api, namespace, "events"), 20, "the Deployment")
+        # kube-controller-manager creates the pods after our apply: the CR's status shows them
+        wait_for(
+            lambda: (get_json(kubectl, "cw", "events", "-n", namespace).get("status") or {}).get("replicas") == 2,
+            20,
+            "status.replicas 2 from the Deployment's rollout",
+        )
+        kubectl("delete", "deployment", "events", "-n", namespace)
+        back = wait_for(
+            lambda: (d := deployment(k8s_api, namespace, "events")) and d.metadata.uid != first.metadata.uid and d,
+            15,
+            "the deleted Deployment put back",
+        )
+        assert back.spec.replicas == 2
+    finally:
+        kubectl("delete", "conductorworkers", "--all", "-n", namespace, "--timeout=90s", check=False)
+        op.stop()
+
+
 def test_kubectl_scale_drives_replicas_without_autoscaling(operator, kubectl, k8s_api, namespace):
     kubectl("apply", "-n", namespace, "-f", "-", input=cw("scaled", replicas=1))
     wait_for(lambda: deployment(k8s_api, namespace, "scaled"), 20, "the Deployment")

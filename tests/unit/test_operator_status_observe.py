@@ -186,7 +186,7 @@ def test_config_reads_the_environment_once_and_flags_win():
     assert cfg.all_namespaces and not cfg.standalone
     flags = parse_args(["--metrics-port", "9100", "--priority", "3", "-v"], env=env)
     assert (flags.metrics_port, flags.priority, flags.verbose, flags.resync_seconds) == (9100, 3, True, 2.5)
-    assert Config.from_env({}).resync_seconds == Config().resync_seconds == 10.0
+    assert Config.from_env({}).resync_seconds == Config().resync_seconds == 60.0
     assert Config.from_env({}).peering_lifetime == 60  # kopf's default
 
 
