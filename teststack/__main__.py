@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from teststack import conductor, images, kube, netsetup, node, procs
 from teststack.config import load
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-node", action="store_true", help="no kubelet, scheduler or containerd (Pods stay Pending)")
     images_cmd = sub.add_parser("images", help="build the node's images (and the SDK examples' bases) into the cache")
     images_cmd.add_argument("--no-pause", action="store_true", help="skip the pause image (needs k8s.io/kubernetes)")
+    images_cmd.add_argument("--examples", action="store_true", help="also the SDK examples' images (go, mvn, npm)")
     sub.add_parser("down", help="stop every process the stack started")
     sub.add_parser("status", help="say what is running")
     sub.add_parser("env", help="print shell exports for kubectl, helm and the Conductor URL")
@@ -44,11 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "images":
             built = images.Images(cfg)
             names = built.all(pause=not args.no_pause) + [built.base(flavor) for flavor in ("static", "java", "node")]
+            if args.examples:
+                names += [built.example(lang) for lang in sorted(images.EXAMPLES)]
             print("\n".join(names))
         elif args.command == "down":
-            node.stop(cfg)
-            kube.stop(cfg)
-            conductor.stop(cfg)
+            # Conductor's JVM shuts down (seconds) while the node drains and the control plane stops.
+            with ThreadPoolExecutor(1) as pool:
+                stopping = pool.submit(conductor.stop, cfg)
+                node.stop(cfg)
+                kube.stop(cfg)
+                stopping.result()
         elif args.command == "status":
             print(f"conductor        {'up' if conductor.healthy(cfg) else 'down'}  {cfg.conductor_url}")
             print(f"kube-apiserver   {'up' if kube.healthy(cfg) else 'down'}  {cfg.apiserver_url}")
