@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the stack, the demo and the tests need, caching outside the repo
 # (~/.cache/conductor-worker-operator). Safe to run again: cached pieces are skipped.
+# --examples: also build the SDK examples' images (the test command's language e2e needs them).
 source "$(dirname "$0")/lib.sh"
 cd "$CWO_ROOT"
 
@@ -44,7 +45,9 @@ fi
 # The node's images build while Go compiles the control plane: mmdebstrap and pip mostly wait on the
 # network and the disk, the Go build on the CPU.
 images_log="$CWO_CACHE/images-build.log"
-"$VENV/bin/python" -P "$CWO_ROOT/scripts/stack.py" images --no-pause >"$images_log" 2>&1 &
+images_args=(--no-pause)
+[[ "${1:-}" == "--examples" ]] && images_args+=(--examples)
+"$VENV/bin/python" -P "$CWO_ROOT/scripts/stack.py" images "${images_args[@]}" >"$images_log" 2>&1 &
 images_pid=$!
 bash scripts/fetch-tools.sh
 bash scripts/fetch-conductor.sh

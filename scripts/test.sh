@@ -3,7 +3,7 @@
 # Extra arguments go to pytest. pytest's "no tests collected" (exit 5) is a failure.
 source "$(dirname "$0")/lib.sh"
 cd "$CWO_ROOT"
-bash scripts/setup.sh
+bash scripts/setup.sh --examples  # the SDK examples' images build while Go compiles
 export PATH="$VENV/bin:$TOOLS_BIN:$PATH"
 
 log "ruff"
