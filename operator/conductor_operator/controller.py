@@ -109,8 +109,7 @@ class Controller:
 
         Why: the loop of an idle ConductorWorker then needs no short resync interval to keep its status
         fresh; an autoscaling one already steps every polling interval."""
-        with self._lock:
-            st = self._states.get((namespace, name))
+        st = self._known(namespace, name)
         if st is None:
             return
         drifted = generation is not None and generation != st.applied_generation
@@ -120,10 +119,14 @@ class Controller:
 
     def wake_now(self, namespace: str, name: str) -> None:
         """Wake the object's loop whatever changed (its Deployment was deleted)."""
-        with self._lock:
-            st = self._states.get((namespace, name))
+        st = self._known(namespace, name)
         if st is not None:
             st.wake.set()
+
+    def _known(self, namespace: str, name: str) -> State | None:
+        """The object's state if a step ever ran for it (events of other Deployments create none)."""
+        with self._lock:
+            return self._states.get((namespace, name))
 
     # -- replicas ------------------------------------------------------------------------------------
 

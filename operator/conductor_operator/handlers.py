@@ -89,8 +89,7 @@ async def worker_deployments(namespace: str, name: str, body: kopf.Body, **_: An
 
     Also wakes the owner's loop at once when someone else changed the Deployment's spec (its generation is
     not the one of our last apply) or, without autoscaling, its rollout status moved: one handler per
-    watch event, not two. Async (no I/O): a sync handler
-    would cost a thread hop per event."""
+    watch event, not two. Async (no I/O): a sync handler would cost a thread hop per event."""
     slim = slim_deployment(body)
     if _controller is not None:
         _controller.wake(namespace, name, slim["metadata"]["generation"], slim["status"])
