@@ -117,6 +117,12 @@ def _requests_by_resource(text: str, name: str) -> dict[str, float]:
     return out
 
 
+def per_cr(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Requests per ConductorWorker over a phase (all clients), by `VERB resource`, the busiest first."""
+    counts = {k: (after.get(k, 0.0) - before.get(k, 0.0)) / n for k in after}
+    return dict(sorted(((k, round(v, 2)) for k, v in counts.items() if v > 0), key=lambda kv: -kv[1]))
+
+
 def per_cr_minute(before: dict[str, float], after: dict[str, float], n: int, seconds: float) -> dict[str, float]:
     """Requests per ConductorWorker per minute over a window, by `VERB resource`, the busiest first."""
     rates = {k: (after.get(k, 0.0) - before.get(k, 0.0)) * 60 / seconds / n for k in after}
@@ -195,6 +201,7 @@ def reconcile_run(cfg, api, n: int, args: argparse.Namespace, log_dir: Path) -> 
         sampler = Sampler(pid, t0)
         sampler.start()
         cpu0 = opbench.cpu_seconds(pid) or 0.0
+        r0 = apiserver_requests(api)
 
         def create(i: int) -> None:
             for attempt in range(5):
@@ -228,6 +235,7 @@ def reconcile_run(cfg, api, n: int, args: argparse.Namespace, log_dir: Path) -> 
             time.sleep(0.5)
         elapsed = time.monotonic() - t0
         cpu1 = opbench.cpu_seconds(pid) or 0.0
+        result["apiserver_requests_per_cr_reconcile"] = per_cr(r0, apiserver_requests(api), n)
         result.update(
             {
                 "created_s": round(created, 2),
@@ -420,6 +428,9 @@ def scrape_run(n: int, rounds: int, port: int, label: str) -> dict[str, Any]:
 # -- main -------------------------------------------------------------------------------------------------
 
 
+WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "CREATE", "UPDATE"}
+
+
 def cpu_goal(r: dict[str, Any]) -> str:
     if r["n"] < 1000:
         return ""
@@ -462,6 +473,19 @@ def table(data: dict[str, Any]) -> str:
             f"| {r['n']} | {fmt(r.get('operator_requests_per_cr_min') or {})} | "
             f"{fmt(r.get('apiserver_requests_per_cr_min') or {})} |"
         )
+    lines += [
+        "",
+        "API requests per ConductorWorker from the first create to all reconciled (every client: the benchmark's",
+        "creates and progress probes, the operator, kopf, kube-controller-manager), busiest first:",
+        "",
+        "| ConductorWorkers | requests per CR | writes per CR |",
+        "|---:|---|---:|",
+    ]
+    for r in data["reconcile"]:
+        counts = r.get("apiserver_requests_per_cr_reconcile") or {}
+        writes = sum(v for k, v in counts.items() if k.split()[0] in WRITE_VERBS)
+        shown = ", ".join(f"{k} {v}" for k, v in list(counts.items())[:10]) or "not recorded"
+        lines.append(f"| {r['n']} | {shown} | {writes:.1f} |")
     if data["scrape"]:
         lines += [
             "",
