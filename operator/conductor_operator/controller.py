@@ -71,6 +71,7 @@ class State:
     wanted_hash: tuple[int | None, str] | None = None  # (CR generation, spec hash of the Deployment it wants)
     rollout: dict[str, Any] | None = None  # the Deployment status the last status was built from
     wake_on_rollout: bool = False  # no autoscaling: a Deployment status change wakes the loop at once
+    reconciled_generation: int | None = None  # the ConductorWorker generation the last full reconcile applied
 
 
 class Controller:
@@ -115,6 +116,15 @@ class Controller:
         drifted = generation is not None and generation != st.applied_generation
         rolled = st.wake_on_rollout and rollout is not None and st.rollout is not None and rollout != st.rollout
         if drifted or rolled:
+            st.wake.set()
+
+    def spec_changed(self, namespace: str, name: str, generation: int | None) -> None:
+        """A ConductorWorker event: wake its loop when the generation is not the one last reconciled (a new
+        spec), so the loop reconciles at once; our own status writes do not move the generation. Before
+        the first full step has ended there is nothing to wake: that step is the reconcile (and the loop
+        does not pause when the generation moved during a step)."""
+        st = self._known(namespace, name)
+        if st is not None and st.reconciled_generation is not None and generation != st.reconciled_generation:
             st.wake.set()
 
     def wake_now(self, namespace: str, name: str) -> None:
@@ -271,8 +281,9 @@ class Controller:
     # -- entry points ----------------------------------------------------------------------------
 
     def reconcile(self, body: dict[str, Any], force: bool = True, cached: Cached | None = None) -> None:
-        """create/update/resume, and each loop step without autoscaling: children + status. cached: the
-        watches' view of the children (None: read them from the API server)."""
+        """Children + status: in full (force) for a generation not reconciled yet, else the loop's resync
+        step without autoscaling, which applies only on drift. cached: the watches' view of the children
+        (None: read them from the API server)."""
         meta = body["metadata"]
         st = self.state(meta["namespace"], meta["name"])
         with st.lock:
@@ -280,16 +291,19 @@ class Controller:
             if force or self._needs_apply(body, st, deployment):
                 deployment = self.apply_children(body, st, deployment)
             self._write_status(body, st, deployment, None)
+            if force:
+                st.reconciled_generation = meta.get("generation")
 
-    def autoscale(self, body: dict[str, Any], cached: Cached | None = None) -> None:
+    def autoscale(self, body: dict[str, Any], cached: Cached | None = None, force: bool = False) -> None:
         """One autoscaler evaluation: observe, decide, scale the Deployment, write status. cached: the
-        watches' view of the Deployment and pods (None: read them from the API server)."""
+        watches' view of the Deployment and pods (None: read them from the API server); force: apply the
+        children first whatever they look like (a generation not reconciled yet)."""
         meta, spec = body["metadata"], body["spec"]
         ns, name = meta["namespace"], meta["name"]
         st = self.state(ns, name)
         with st.lock:
             deployment = self._deployment(ns, name, st, cached)
-            if self._needs_apply(body, st, deployment):
+            if force or self._needs_apply(body, st, deployment):
                 deployment = self.apply_children(body, st, deployment)
             cfg = config_from_spec(spec.get("autoscaling") or {})
             interval = float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5)
@@ -352,6 +366,8 @@ class Controller:
                 "metrics": st.metrics,
             }
             self._write_status(body, st, deployment, auto)
+            if force:
+                st.reconciled_generation = meta.get("generation")
 
     # -- observation -----------------------------------------------------------------------------
 

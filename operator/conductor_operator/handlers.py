@@ -1,9 +1,12 @@
 """kopf handlers, kept thin: they hand plain dicts to the Controller, whose blocking steps run on threads.
 
-- create/update/resume: apply the children and write the status;
-- one daemon per ConductorWorker: the autoscaler loop (every autoscaling.pollingIntervalSeconds) or,
-  without autoscaling, a resync loop (drift correction and status), both reading the Deployment and the
-  pods from kopf indexes (watches) instead of the API server;
+- one daemon per ConductorWorker does everything: its first step reconciles (children and status: the
+  create and the resume), later steps run the autoscaler (every autoscaling.pollingIntervalSeconds) or,
+  without autoscaling, a resync (drift correction and status), reading the Deployment and the pods from
+  kopf indexes (watches) instead of the API server;
+- a new spec (metadata.generation moved) wakes the loop, which reconciles at once. Why not kopf's
+  create/update handlers: kopf stores a diff base in an annotation after each of them, one more write of
+  the ConductorWorker per change (and a deep copy of its body per watch event) that nothing here needs;
 - a change of a managed Deployment by someone else wakes the owner's loop at once (worker_deployments).
 """
 
@@ -55,16 +58,29 @@ def plain(body: Any) -> dict[str, Any]:
     return json.loads(json.dumps(body, default=dict))
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: this operator has no change handlers (the loop compares generations itself), and
+    kopf's default builds one per watch event of every watched resource, a deep copy of the whole body
+    (a Deployment's managedFields included), only to find no handler that wants the diff."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """kopf's settings and the Controller from the Config main put in the memo (defaults without one)."""
     global _controller, _executor
     cfg: Config = memo.get("config") or Config()
+    # The daemons' finalizer: kopf stops an object's loop before the object goes.
     settings.persistence.finalizer = f"{builders.GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=builders.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=builders.GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.peering.lifetime = cfg.peering_lifetime
     settings.watching.server_timeout = cfg.watch_server_timeout
     settings.watching.client_timeout = cfg.watch_server_timeout + 30
@@ -115,20 +131,16 @@ async def _step(call: Any, *args: Any, **kwargs: Any) -> None:
     await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(call, *args, **kwargs))
 
 
-@kopf.on.create(builders.GROUP, builders.VERSION, builders.PLURAL)
-@kopf.on.update(builders.GROUP, builders.VERSION, builders.PLURAL)
-@kopf.on.resume(builders.GROUP, builders.VERSION, builders.PLURAL)
-async def reconcile(
-    body: kopf.Body, name: str, namespace: str, worker_deployments: kopf.Index, worker_pods: kopf.Index, **_: Any
-) -> None:
-    ctl = controller()
-    await _step(ctl.reconcile, plain(body), cached=snapshot(worker_deployments, worker_pods, namespace, name))
-
-
-@kopf.on.delete(builders.GROUP, builders.VERSION, builders.PLURAL, optional=True)
-def forget(name: str, namespace: str, **_: Any) -> None:
-    # The children carry owner references: kube-controller-manager's garbage collector deletes them.
-    controller().forget(namespace, name)
+@kopf.on.event(builders.GROUP, builders.VERSION, builders.PLURAL)
+async def worker_changed(type: str, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    """A new generation wakes the object's loop to reconcile it; a deleted object is forgotten (its
+    children carry owner references: kube-controller-manager's garbage collector deletes them)."""
+    if _controller is None:
+        return
+    if type == "DELETED":
+        _controller.forget(namespace, name)
+    else:
+        _controller.spec_changed(namespace, name, (body.get("metadata") or {}).get("generation"))
 
 
 async def _pause(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
@@ -155,12 +167,13 @@ async def loop(
     """Async, so a thousand ConductorWorkers do not each hold one of kopf's threads for life (a sync
     daemon does, and past max_workers objects no other handler ran); each step runs on a thread.
 
-    Without autoscaling, the first step waits a random part of the interval: create/resume just
-    reconciled, and a thousand loops started together would otherwise tick together."""
+    A step reconciles in full when the object's generation is not the one last reconciled (the first
+    step after a create or an operator restart, or a new spec), else it autoscales or resyncs. Without
+    autoscaling, the first pause is a random part of the interval, so a thousand loops started together
+    do not tick together."""
     ctl = controller()
     state = ctl.state(namespace, name)
-    if not builders.autoscaling_enabled(body.get("spec") or {}):
-        await _pause(stopped, state.wake, random.uniform(0.5, 1.0) * ctl.config.resync_seconds)
+    first = True
     while not stopped:
         spec = body.get("spec") or {}
         autoscaling = builders.autoscaling_enabled(spec)
@@ -169,13 +182,19 @@ async def loop(
             if autoscaling
             else ctl.config.resync_seconds
         )
+        generation = (body.get("metadata") or {}).get("generation")
+        fresh = state.reconciled_generation != generation
         cached = snapshot(worker_deployments, worker_pods, namespace, name)
         try:
             if autoscaling:
-                await _step(ctl.autoscale, plain(body), cached=cached)
+                await _step(ctl.autoscale, plain(body), cached=cached, force=fresh)
             else:
-                await _step(ctl.reconcile, plain(body), force=False, cached=cached)
+                await _step(ctl.reconcile, plain(body), force=fresh, cached=cached)
         except Exception as exc:  # the loop must survive anything; the next round tries again
             log.exception("%s/%s: loop step failed: %s", namespace, name, exc)
             interval = min(interval, 5.0)
-        await _pause(stopped, state.wake, interval)
+        if first and not autoscaling:
+            interval *= random.uniform(0.5, 1.0)
+        first = False
+        if (body.get("metadata") or {}).get("generation") == generation:  # else a new spec came meanwhile
+            await _pause(stopped, state.wake, interval)

@@ -279,7 +279,7 @@ def test_a_refused_deployment_is_degraded_and_applied_again_at_the_next_step(wor
     kube, _, _, _, ctl = world
     kube.fail_apply["Deployment"] = api_error(403, "Forbidden", 'deployments.apps "orders" is forbidden: quota')
     spec = body(autoscaling=autoscaling())
-    ctl.reconcile(spec)  # does not raise: kopf would retry the handler with backoff and no status
+    ctl.reconcile(spec)  # does not raise: the status says why, and the next loop step applies again
     degraded = cond(last_status(kube), "Degraded")
     assert degraded["reason"] == "DeploymentApplyFailed" and "Forbidden" in degraded["message"]
     assert any(e[:2] == ("Warning", "DeploymentApplyFailed") for e in kube.events)
@@ -511,3 +511,30 @@ def test_a_deployment_rollout_wakes_the_loop_of_a_worker_without_autoscaling_onl
         st.wake.clear()
         ctl.wake(NS, "orders", (generation or 0) + 1, dict(st.rollout or {}))  # someone edited the spec
         assert st.wake.is_set()
+
+
+def test_a_new_generation_wakes_the_loop_and_only_a_full_step_marks_it_reconciled():
+    """The loop reconciles in full while the ConductorWorker's generation is not the one last reconciled:
+    a spec edit wakes it; the status patches the operator writes itself (same generation) do not."""
+    for spec, step in ((body(replicas=2), "reconcile"), (body(autoscaling=autoscaling()), "autoscale")):
+        kube = FakeKube()
+        ctl = Controller(kube, Config(), FakeQueues({"resize": 0}), FakeScraper(), FakeClock(), FakeTaskDefs())
+        run = getattr(ctl, step)
+        ctl.spec_changed(NS, "orders", 1)  # no step ran yet (the daemon's first step is a full one): no state
+        assert ctl._known(NS, "orders") is None
+        run(spec, force=False)
+        st = ctl.state(NS, "orders")
+        assert st.reconciled_generation is None, "a resync or autoscale step is not a full reconcile"
+        ctl.spec_changed(NS, "orders", 1)  # e.g. kopf's finalizer patch while the first full step runs
+        assert not st.wake.is_set()
+        run(spec, force=True)
+        assert st.reconciled_generation == 1
+        ctl.spec_changed(NS, "orders", 1)  # our own status patch
+        assert not st.wake.is_set()
+        ctl.spec_changed(NS, "orders", 2)  # a new spec
+        assert st.wake.is_set(), step
+        st.wake.clear()
+        newer = body(replicas=3) if step == "reconcile" else body(autoscaling=autoscaling(minReplicas=3))
+        newer["metadata"]["generation"] = 2
+        run(newer, force=True)
+        assert st.reconciled_generation == 2 and kube.deployment()["spec"]["replicas"] == 3
