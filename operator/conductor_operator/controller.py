@@ -2,8 +2,9 @@
 builders for the children, autoscaler for the decision, status for what the user reads; Secret reads in
 kube, the pod-deletion-cost side effect of a scale-down in deletion_cost).
 
-Why a per-object State with a lock: kopf runs the create/update handler and the object's daemon in
-different threads; both apply the children and must not interleave. Why server-side apply on every
+Why a per-object State with a lock: each step runs on an executor thread, and a step of a daemon kopf
+stopped (peering pause, deletion) may still be running when the next daemon's first step starts; both
+apply the children and must not interleave. Why server-side apply on every
 change: one field manager owns exactly the fields the builders produce, so a hand edit of those fields is
 put back and everything else (e.g. fields of other controllers) is left alone.
 """

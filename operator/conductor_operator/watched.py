@@ -23,7 +23,7 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"  # a worker pod's ConductorWorker 
 @dataclass(frozen=True)
 class Cached:
     """What the watches hold for one ConductorWorker: its Deployment (None: the watch has none) and its
-    pods. A step given no Cached reads both from the API server (create/update/resume, unit tests)."""
+    pods. A step given no Cached reads both from the API server (unit tests)."""
 
     deployment: dict[str, Any] | None
     pods: list[dict[str, Any]]
