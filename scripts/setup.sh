@@ -27,6 +27,15 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# The control plane's Go build is the longest step (about 10 min on 2 cores the first time): it starts
+# first, and the Python environment, the tools, Conductor's jar and the node's images come meanwhile
+# (mostly waiting on the network and the disk while Go uses the CPU).
+k8s_log="$CWO_CACHE/k8s-build.log"
+mkdir -p "$CWO_CACHE"
+setsid bash scripts/build-k8s.sh >"$k8s_log" 2>&1 &  # its own process group: stopped whole on exit
+k8s_pid=$!
+trap 'kill -- -"$k8s_pid" 2>/dev/null || true' EXIT
+
 if [[ ! -x "$VENV/bin/python" ]]; then
   log "creating virtualenv $VENV"
   python3 -m venv "$VENV"
@@ -34,7 +43,7 @@ fi
 stamp="$VENV/.cwo-installed"
 if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
   log "installing the project and its dev tools into $VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q --upgrade pip "setuptools>=77"  # the no-isolation reinstall below builds with it
   "$VENV/bin/python" -m pip install -q -e '.[dev]'
   touch "$stamp"
 else
@@ -42,8 +51,6 @@ else
     || "$VENV/bin/python" -m pip install -q -e '.[dev]'
 fi
 
-# The node's images build while Go compiles the control plane: mmdebstrap and pip mostly wait on the
-# network and the disk, the Go build on the CPU.
 images_log="$CWO_CACHE/images-build.log"
 images_args=(--no-pause)
 [[ "${1:-}" == "--examples" ]] && images_args+=(--examples)
@@ -51,7 +58,13 @@ images_args=(--no-pause)
 images_pid=$!
 bash scripts/fetch-tools.sh
 bash scripts/fetch-conductor.sh
-bash scripts/build-k8s.sh
+if ! wait "$k8s_pid"; then
+  tail -n 30 "$k8s_log" >&2
+  echo "building the control plane failed (log: $k8s_log)" >&2
+  exit 1
+fi
+trap - EXIT
+cat "$k8s_log" >&2
 if ! wait "$images_pid"; then
   tail -n 30 "$images_log" >&2
   echo "building the node's images failed (log: $images_log)" >&2
