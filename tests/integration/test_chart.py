@@ -282,8 +282,10 @@ def can_i(kubectl, sa: str, verb: str, resource: str, namespace: str | None = No
 
 
 def test_install_grants_exactly_what_the_operator_needs_and_uninstall_leaves_nothing(
-    helm, kubectl, kubeconfig, namespace, two_namespaces
+    helm, kubectl, kubeconfig, namespace, two_namespaces, crd, service_monitor_crd
 ):
+    """`kubectl auth can-i` resolves a resource through discovery: both CRDs must be installed (on a
+    fresh stack with this test alone, conductorworkers was "not known" and every check of it said no)."""
     release = f"cwo-{uuid.uuid4().hex[:6]}"
     ns_a, ns_b = two_namespaces
     args = ["--set", "rbac.scope=namespaced", "--set", f"watchNamespaces={{{ns_a}}}", "--set", "crds.install=false"]
