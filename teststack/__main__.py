@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from teststack import conductor, images, kube, netsetup, node, procs
 from teststack.config import load
+
+
+def _timed(call: Callable[..., object], *args: object) -> float:
+    """Seconds the call took (the parts of `down` run side by side)."""
+    started = time.monotonic()
+    call(*args)
+    return time.monotonic() - started
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,11 +60,18 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(names))
         elif args.command == "down":
             # Conductor's JVM shuts down (seconds) while the node drains and the control plane stops.
+            t0 = time.monotonic()
             with ThreadPoolExecutor(1) as pool:
-                stopping = pool.submit(conductor.stop, cfg)
+                stopping = pool.submit(_timed, conductor.stop, cfg)
                 node.stop(cfg)
+                t_node = time.monotonic() - t0
                 kube.stop(cfg)
-                stopping.result()
+                t_kube = time.monotonic() - t0 - t_node
+                t_conductor = stopping.result()
+            print(
+                f"down: node {t_node:.1f} s, control plane {t_kube:.1f} s, Conductor {t_conductor:.1f} s (alongside)",
+                file=sys.stderr,
+            )
         elif args.command == "status":
             print(f"conductor        {'up' if conductor.healthy(cfg) else 'down'}  {cfg.conductor_url}")
             print(f"kube-apiserver   {'up' if kube.healthy(cfg) else 'down'}  {cfg.apiserver_url}")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,11 @@ def _diff(before: dict[str, object], after: dict[str, object]) -> dict[str, dict
 
 
 def _stack(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    started = time.monotonic()
     proc = subprocess.run([*STACK, *args], capture_output=True, text=True, timeout=timeout, check=False)
     assert proc.returncode == 0, f"stack.sh {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    last = (proc.stderr.strip().splitlines() or [""])[-1]
+    print(f"stack.sh {' '.join(args)}: {time.monotonic() - started:.1f} s; {last}")  # shown by pytest -rP
     return proc
 
 
