@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--latency-n", type=int, default=100, help="paced workflows for the pickup latency")
     parser.add_argument("--latency-rate", type=float, default=25.0, help="their start rate per second")
+    parser.add_argument(
+        "--warmup", type=int, default=2000, help="tasks of a discarded run per kind first, to warm the server (0: none)"
+    )
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="idle requests are counted over this")
     parser.add_argument("--memory-types", type=int, default=10)
     parser.add_argument("--memory-contenders", default="runtime,sdk,sdk-thread")
@@ -56,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
             info,
             idle_s=args.idle_seconds,
+            warmup=args.warmup,
         )
         write_json(args.out / "workers.json", data)
         (args.out / "workers.md").write_text(workers_bench.markdown(data))

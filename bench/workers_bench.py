@@ -208,7 +208,17 @@ def run(
     timeout: float,
     machine_info: dict[str, Any],
     idle_s: float = 10.0,
+    warmup: int = 0,
 ) -> dict[str, Any]:
+    """warmup: tasks of one discarded run per kind before the rounds. Why: a fresh Conductor JVM spent
+    7.4 s of CPU per 1,000 tasks in the first run and 5.2 s in the next (JIT), which charged its warm-up
+    to whichever contender happened to go first."""
+    if warmup:
+        for kind in KINDS:
+            log(f"warm-up: {contenders[-1]} / {kind}, {warmup} tasks (discarded)")
+            one_run(
+                server, py, contenders[-1], kind, warmup, threads, 0, latency_rate, out / "logs", timeout, idle_s=0.5
+            )
     runs = []
     for r in range(rounds):
         order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
@@ -240,6 +250,7 @@ def run(
             "latency_n": latency_n,
             "latency_rate_per_s": latency_rate,
             "idle_s": idle_s,
+            "warmup": warmup,
         },
         "runs": runs,
         "summary": summarize(runs, contenders),

@@ -36,6 +36,8 @@ def test_bench_all_tiny(conductor_url: str, tmp_path: Path) -> None:
             "2",
             "--idle-seconds",
             "2",
+            "--warmup",
+            "50",
             "--timeout",
             "180",
             "--server-url",
@@ -52,6 +54,7 @@ def test_bench_all_tiny(conductor_url: str, tmp_path: Path) -> None:
     workers = json.loads((out / "workers.json").read_text())
     assert workers["machine"]["nproc"] >= 1 and workers["machine"]["conductor_server"]
     contenders = workers["config"]["contenders"]
+    assert workers["config"]["warmup"] == 50  # ran first, and left out of the runs below
     assert set(contenders) >= {"runtime", "sdk", "ceiling"}
     seen = {(r["contender"], r["kind"]) for r in workers["runs"]}
     assert seen == {(c, k) for c in contenders for k in ("noop", "sleep10")}
