@@ -249,6 +249,20 @@ class Controller:
             self.kube.event(body, "Normal", "Created", f"Deployment {owner.name} created with {replicas} replicas")
         return applied
 
+    def _reconciled(self, body: dict[str, Any], st: State) -> None:
+        """A full step of this generation is done: said once in the log (a user's `kubectl logs` shows each
+        new spec taken), remembered so the loop does not do it again."""
+        meta = body["metadata"]
+        st.reconciled_generation = meta.get("generation")
+        refused = ", ".join(p.reason for p in st.apply_problems)
+        log.info(
+            "%s/%s: generation %s reconciled%s",
+            meta["namespace"],
+            meta["name"],
+            st.reconciled_generation,
+            f" ({refused})" if refused else "",
+        )
+
     def _needs_apply(self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> bool:
         if deployment is None or st.applied_generation is None or st.apply_problems:
             return True  # missing, or a child was refused last time: try again at every step
@@ -293,7 +307,7 @@ class Controller:
                 deployment = self.apply_children(body, st, deployment)
             self._write_status(body, st, deployment, None)
             if force:
-                st.reconciled_generation = meta.get("generation")
+                self._reconciled(body, st)
 
     def autoscale(self, body: dict[str, Any], cached: Cached | None = None, force: bool = False) -> None:
         """One autoscaler evaluation: observe, decide, scale the Deployment, write status. cached: the
@@ -368,7 +382,7 @@ class Controller:
             }
             self._write_status(body, st, deployment, auto)
             if force:
-                st.reconciled_generation = meta.get("generation")
+                self._reconciled(body, st)
 
     # -- observation -----------------------------------------------------------------------------
 

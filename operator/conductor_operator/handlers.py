@@ -131,16 +131,20 @@ async def _step(call: Any, *args: Any, **kwargs: Any) -> None:
     await asyncio.get_running_loop().run_in_executor(_executor, functools.partial(call, *args, **kwargs))
 
 
-@kopf.on.event(builders.GROUP, builders.VERSION, builders.PLURAL)
-async def worker_changed(type: str, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
-    """A new generation wakes the object's loop to reconcile it; a deleted object is forgotten (its
-    children carry owner references: kube-controller-manager's garbage collector deletes them)."""
-    if _controller is None:
-        return
-    if type == "DELETED":
-        _controller.forget(namespace, name)
-    else:
+@kopf.index(builders.GROUP, builders.VERSION, builders.PLURAL)
+async def worker_generations(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    """Indexes nothing: it wakes the object's loop when the generation moved (a new spec). An index
+    handler, not kopf.on.event: kopf logs every on.event call at INFO, one line per watch event."""
+    if _controller is not None:
         _controller.spec_changed(namespace, name, (body.get("metadata") or {}).get("generation"))
+
+
+@kopf.on.event(builders.GROUP, builders.VERSION, builders.PLURAL, when=lambda type, **_: type == "DELETED")
+async def worker_deleted(namespace: str, name: str, **_: Any) -> None:
+    """A deleted ConductorWorker is forgotten (its children carry owner references: kube-controller-manager's
+    garbage collector deletes them)."""
+    if _controller is not None:
+        _controller.forget(namespace, name)
 
 
 async def _pause(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:

@@ -129,7 +129,7 @@ def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfi
             "operator /metrics": requests.get(f"http://{operator.status.pod_ip}:8080/metrics", timeout=5).text,
         }
         assert "cwo_demo_price" in places["worker /metrics"]  # the endpoints answered for real
-        assert "Handler 'reconcile' succeeded" in places["operator log"]  # the log of the operator that acted
+        assert "/secure: generation 1 reconciled" in places["operator log"]  # the log of the operator that acted
         leaks = [where for where, text in places.items() if key_secret in text or key_id in text]
         assert leaks == [], f"secret value found in: {leaks}"
     finally:
