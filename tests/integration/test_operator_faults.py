@@ -325,10 +325,14 @@ def test_conductor_unreachable_falls_back_reports_and_recovers(
         blackholed = time.monotonic()
         wait_for(lambda: dep_replicas(k8s_api, namespace, "unreach") == 2, 30, "fallbackReplicas 2 (black hole)")
         to_fallback = time.monotonic() - blackholed
-        obj = wait_for(reachable("False"), 15, "ConductorReachable=False")
+        # the step scales the Deployment, then writes the status: a read between the two sees the last one
+        obj = wait_for(
+            lambda: (o := reachable("False")()) and "fallback to 2" in o["status"].get("lastDecisionReason", "") and o,
+            15,
+            "ConductorReachable=False and the fallback in the status",
+        )
         c = cond(obj, "ConductorReachable")
         assert c["reason"] == "QueueDepthUnavailable" and "Timeout" in c["message"], c
-        assert "fallback to 2" in obj["status"]["lastDecisionReason"], obj["status"]
         warning = wait_for(lambda: events(k8s_api, namespace, "ConductorUnreachable"), 15, "a Warning Event")
         assert warning[0].type == "Warning" and warning[0].involved_object.name == "unreach"
         assert proxy.injected["blackhole"] >= 1
