@@ -216,10 +216,14 @@ class Images:
             return False
         mounts = ["-v", f"{_SYSTEM_CA}:{_SYSTEM_CA}:ro"] if _SYSTEM_CA.exists() else []
         # --network host: pip in the builder stage reaches the package index as the host does.
-        # No --layers: buildah 1.28 cannot bind-mount from a cached builder stage.
+        # --layers=false: podman caches layers by default, and the cache key of a RUN step does not cover
+        # what it bind-mounts from another stage: the final stages' `RUN --mount=...from=builder` kept the
+        # wheels of the first build, and changed code never reached the images. The content key above
+        # decides when to build; when it does, every step runs.
         self.podman.run(
-            "build", "--pull=never", "--network", "host", *mounts, *args, "-t", image, str(context), what=what
-        )
+            "build", "--pull=never", "--layers=false", "--network", "host", *mounts, *args, "-t", image, str(context),
+            what=what,
+        )  # fmt: skip
         self.podman.run("image", "prune", "--force", what="removing the build's intermediate images")
         self._done(image, key)
         return True
@@ -227,7 +231,8 @@ class Images:
     def project(self) -> tuple[str, str]:
         """The worker-runtime and operator targets of the project's Dockerfile, on the Python base."""
         base = self.base("python")
-        key = _hash_paths(REPO_ROOT, _PROJECT_INPUTS, self.podman.image_id(base))
+        # "no-layer-cache": images built while podman's layer cache kept stale wheels get built again
+        key = _hash_paths(REPO_ROOT, _PROJECT_INPUTS, self.podman.image_id(base) + "no-layer-cache")
         for target, image in (("worker-runtime", RUNTIME_IMAGE), ("operator", OPERATOR_IMAGE)):
             self._build(
                 image,
