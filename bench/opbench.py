@@ -178,9 +178,25 @@ def kubectl(cfg, *args: str, check: bool = True, input: str | None = None) -> su
     )
 
 
-def apply_crd(cfg) -> None:
+def apply_crd(cfg, timeout: float = 60.0) -> None:
+    """Apply the CRD and wait until it is Established. `kubectl wait` fails at once when it does not find
+    the object, which a freshly started API server's cache can answer right after the apply: ask again."""
     kubectl(cfg, "apply", "-f", str(REPO / "crds" / "conductorworker.yaml"))
-    kubectl(cfg, "wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=60s")
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = kubectl(
+            cfg,
+            "wait",
+            "--for=condition=Established",
+            "crd/conductorworkers.conductor.io",
+            "--timeout=60s",
+            check=False,
+        )
+        if proc.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the ConductorWorker CRD is not Established: {proc.stderr.strip()}")
+        time.sleep(1)
 
 
 def api_client(cfg):
