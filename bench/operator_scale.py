@@ -558,21 +558,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.private_plane:
             cfg, stop_plane = opbench.private_plane(cfg)
         data["config"]["api_server"] = cfg.apiserver_url
-        opbench.apply_crd(cfg)
-        api = opbench.api_client(cfg)
-        log_dir = out / "logs"
-        for n in sizes:
-            print(f"[operator_scale] {n} ConductorWorkers ...", flush=True)
-            r = reconcile_run(cfg, api, n, args, log_dir)
-            print(
-                f"[operator_scale] {n}: reconciled {r['reconciled']}/{n} in {r['reconcile_s']} s, "
-                f"RSS peak {r['rss_peak_mib']} MiB, threads {r['threads_peak']}",
-                flush=True,
-            )
-            data["reconcile"].append(r)
-        api.close()
-        if stop_plane is not None:
-            stop_plane()
+        try:  # the private plane stops whatever fails (a failed run left its etcd and API server running)
+            opbench.apply_crd(cfg)
+            api = opbench.api_client(cfg)
+            log_dir = out / "logs"
+            for n in sizes:
+                print(f"[operator_scale] {n} ConductorWorkers ...", flush=True)
+                r = reconcile_run(cfg, api, n, args, log_dir)
+                print(
+                    f"[operator_scale] {n}: reconciled {r['reconciled']}/{n} in {r['reconcile_s']} s, "
+                    f"RSS peak {r['rss_peak_mib']} MiB, threads {r['threads_peak']}",
+                    flush=True,
+                )
+                data["reconcile"].append(r)
+            api.close()
+        finally:
+            if stop_plane is not None:
+                stop_plane()
     if args.endpoints:
         print(f"[operator_scale] scraping {args.endpoints} endpoints ...", flush=True)
         s = scrape_run(args.endpoints, args.scrape_rounds, args.port, "Scraper() of this checkout")
