@@ -117,16 +117,20 @@ def _requests_by_resource(text: str, name: str) -> dict[str, float]:
     return out
 
 
+def _per_cr(before: dict[str, float], after: dict[str, float], divisor: float, digits: int) -> dict[str, float]:
+    """The requests counted between two readings over divisor, by `VERB resource`, the busiest first."""
+    values = {k: (after.get(k, 0.0) - before.get(k, 0.0)) / divisor for k in after}
+    return dict(sorted(((k, round(v, digits)) for k, v in values.items() if v > 0), key=lambda kv: -kv[1]))
+
+
 def per_cr(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
-    """Requests per ConductorWorker over a phase (all clients), by `VERB resource`, the busiest first."""
-    counts = {k: (after.get(k, 0.0) - before.get(k, 0.0)) / n for k in after}
-    return dict(sorted(((k, round(v, 2)) for k, v in counts.items() if v > 0), key=lambda kv: -kv[1]))
+    """Requests per ConductorWorker over a phase (all clients)."""
+    return _per_cr(before, after, n, 2)
 
 
 def per_cr_minute(before: dict[str, float], after: dict[str, float], n: int, seconds: float) -> dict[str, float]:
-    """Requests per ConductorWorker per minute over a window, by `VERB resource`, the busiest first."""
-    rates = {k: (after.get(k, 0.0) - before.get(k, 0.0)) * 60 / seconds / n for k in after}
-    return dict(sorted(((k, round(v, 3)) for k, v in rates.items() if v > 0), key=lambda kv: -kv[1]))
+    """Requests per ConductorWorker per minute over a window."""
+    return _per_cr(before, after, n * seconds / 60, 3)
 
 
 def cr_manifest(i: int, server_url: str, replicas: int) -> dict[str, Any]:
