@@ -432,7 +432,7 @@ def scrape_run(n: int, rounds: int, port: int, label: str) -> dict[str, Any]:
 # -- main -------------------------------------------------------------------------------------------------
 
 
-WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "CREATE", "UPDATE"}
+WRITE_VERBS = {"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"}  # apiserver_request_total verbs
 
 
 def cpu_goal(r: dict[str, Any]) -> str:
