@@ -80,10 +80,16 @@ def test_helm_install_apply_example_500_workflows_scale_up_and_back_upgrade_unin
             lambda: apps.read_namespaced_deployment(demo.CW_NAME, demo.DEMO_NS).spec.replicas == 0,
             120, "replicas back to the configured minimum (0)",
         )  # fmt: skip
-        status = custom.get_namespaced_custom_object(
-            "conductor.io", "v1alpha1", demo.DEMO_NS, "conductorworkers", demo.CW_NAME
-        )["status"]
-        assert status["desiredReplicas"] == 0
+
+        def desired() -> int | None:
+            return (
+                custom.get_namespaced_custom_object(
+                    "conductor.io", "v1alpha1", demo.DEMO_NS, "conductorworkers", demo.CW_NAME
+                ).get("status", {})
+            ).get("desiredReplicas")
+
+        # the operator writes its status just after it scales the Deployment (CI read the status in between)
+        wait_for(lambda: desired() == 0, 10, "the status's desiredReplicas back to 0")
 
         # helm upgrade: a new default worker image reaches Deployments of workers that name none
         imageless = {**example, "metadata": {"name": "imageless"}}

@@ -149,9 +149,9 @@ def test_backlog_scales_up_drains_to_zero_and_activates(
     wait_for(lambda: replicas() == 0, COOLDOWN + 3 * INTERVAL + SLACK, "scale to zero after the cooldown", interval=0.2)
     zero = time.monotonic()
     assert zero - idle >= COOLDOWN - 2 * INTERVAL, f"zero after {zero - idle:.1f}s, cooldown {COOLDOWN}s"
-    st = status()
-    # the decision that scaled to zero, or the next interval's, which finds the fleet idle at zero
-    assert st["desiredReplicas"] == 0
+    # the decision that scaled to zero, or the next interval's, which finds the fleet idle at zero (the status
+    # is written just after the Deployment is scaled: read it once it is there)
+    st = wait_for(lambda: (s := status()).get("desiredReplicas") == 0 and s, SLACK, "status desiredReplicas 0")
     assert "scaled to zero" in st["lastDecisionReason"] or "idle at zero" in st["lastDecisionReason"], st
     active = next(c for c in st["conditions"] if c["type"] == "Active")
     assert active["status"] == "False"
