@@ -3,7 +3,7 @@ time inside blocking calls (socket reads, lock waits) is set apart, the rest spl
 
     python bench/profile_runtime.py --server-url http://127.0.0.1:8080/api --tasks 3000 [--code DIR] [--update-v2]
 
-It starts N one-task workflows (a noop task), runs a TaskHandler (10 slots) until they are done, and
+It starts N one-task workflows (a noop task, or one that sleeps --sleep-ms), runs a TaskHandler (10 slots) until they are done, and
 prints the CPU per 1,000 tasks by library (requests, urllib3, http.client, json, the runtime, ...)
 and the top functions. Profiling inflates the figures (a Python-level clock per call); compare the
 shares, not the absolute numbers, with the benchmark's.
@@ -70,6 +70,7 @@ def main() -> int:
     parser.add_argument("--code", help="directory holding the worker_runtime package to profile")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--update-v2", action="store_true", help="report with update-v2 (runtimes that have it)")
+    parser.add_argument("--sleep-ms", type=float, default=0.0, help="the task sleeps this long (10: the sleep10 kind)")
     args = parser.parse_args()
     if args.code:
         sys.path.insert(0, args.code)
@@ -97,7 +98,11 @@ def main() -> int:
 
     done = threading.Semaphore(0)
 
+    pause = args.sleep_ms / 1000
+
     def noop() -> dict:
+        if pause:
+            time.sleep(pause)
         done.release()
         return {"ok": True}
 

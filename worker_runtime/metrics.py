@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -114,8 +115,72 @@ class WorkerMetrics:
             registry=r,
         )
 
+        self._api_children: dict[tuple[str, str, str], Any] = {}
+
     def observe_api_request(self, method: str, uri: str, status: str, seconds: float) -> None:
-        self.api_request_time.labels(method=method, uri=uri, status=status).observe(seconds)
+        key = (method, uri, status)
+        child = self._api_children.get(key)
+        if child is None:  # a race only calls labels() twice; it returns the same child
+            child = self._api_children[key] = self.api_request_time.labels(method=method, uri=uri, status=status)
+        child.observe(seconds)
+
+    def for_task(self, task_type: str) -> TaskTypeMetrics:
+        return TaskTypeMetrics(self, task_type)
+
+
+class TaskTypeMetrics:
+    """One task type's series, bound once. prometheus_client's `labels()` takes a lock and builds a key
+    on each call; unbound, the path of one task would make about ten such calls."""
+
+    def __init__(self, metrics: WorkerMetrics, task_type: str) -> None:
+        self.task_type = task_type
+        one = {"taskType": task_type}
+        m = metrics
+        self.poll = m.poll.labels(**one)
+        self.poll_total = m.poll_total.labels(**one)
+        self.poll_empty = m.poll_empty.labels(**one)
+        self.polled = m.polled.labels(**one)
+        self.handed = m.handed.labels(**one)
+        self.released = m.released.labels(**one)
+        self.result_dropped = m.result_dropped.labels(**one)
+        self.busy_slots = m.busy_slots.labels(**one)
+        self.capacity = m.capacity.labels(**one)
+        self.paused = m.paused.labels(**one)
+        self.active_workers = m.active_workers.labels(**one)
+        self.hung = m.hung.labels(**one)
+        self.execution_started = m.execution_started.labels(**one)
+        self.execution_timeout = m.execution_timeout.labels(**one)
+        self.result_size = m.result_size.labels(**one)
+        self._metrics = m
+        self._children: dict[tuple[Any, str], Any] = {}
+
+    def _child(self, metric: Any, label: str, value: str) -> Any:
+        key = (metric, value)  # each of these metrics has one label besides taskType
+        child = self._children.get(key)
+        if child is None:  # a race only calls labels() twice; it returns the same child
+            child = self._children[key] = metric.labels(**{"taskType": self.task_type, label: value})
+        return child
+
+    def poll_time(self, status: str) -> Any:
+        return self._child(self._metrics.poll_time, "status", status)
+
+    def execute_time(self, status: str) -> Any:
+        return self._child(self._metrics.execute_time, "status", status)
+
+    def update_time(self, status: str) -> Any:
+        return self._child(self._metrics.update_time, "status", status)
+
+    def execute(self, status: str) -> Any:
+        return self._child(self._metrics.execute, "status", status)
+
+    def poll_error(self, exception: str) -> Any:
+        return self._child(self._metrics.poll_error, "exception", exception)
+
+    def execute_error(self, exception: str) -> Any:
+        return self._child(self._metrics.execute_error, "exception", exception)
+
+    def update_error(self, exception: str) -> Any:
+        return self._child(self._metrics.update_error, "exception", exception)
 
 
 class HealthServer:
