@@ -151,7 +151,7 @@ def test_backlog_scales_up_drains_to_zero_and_activates(
     assert zero - idle >= COOLDOWN - 2 * INTERVAL, f"zero after {zero - idle:.1f}s, cooldown {COOLDOWN}s"
     # the decision that scaled to zero, or the next interval's, which finds the fleet idle at zero (the status
     # is written just after the Deployment is scaled: read it once it is there)
-    st = wait_for(lambda: (s := status()).get("desiredReplicas") == 0 and s, SLACK, "status desiredReplicas 0")
+    st = wait_for(lambda: (s := status()).get("desiredReplicas") == 0 and s, INTERVAL + SLACK, "status: desired 0")
     assert "scaled to zero" in st["lastDecisionReason"] or "idle at zero" in st["lastDecisionReason"], st
     active = next(c for c in st["conditions"] if c["type"] == "Active")
     assert active["status"] == "False"
