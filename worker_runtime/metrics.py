@@ -135,23 +135,22 @@ class TaskTypeMetrics:
     def __init__(self, metrics: WorkerMetrics, task_type: str) -> None:
         self.task_type = task_type
         one = {"taskType": task_type}
-        m = metrics
-        self.poll = m.poll.labels(**one)
-        self.poll_total = m.poll_total.labels(**one)
-        self.poll_empty = m.poll_empty.labels(**one)
-        self.polled = m.polled.labels(**one)
-        self.handed = m.handed.labels(**one)
-        self.released = m.released.labels(**one)
-        self.result_dropped = m.result_dropped.labels(**one)
-        self.busy_slots = m.busy_slots.labels(**one)
-        self.capacity = m.capacity.labels(**one)
-        self.paused = m.paused.labels(**one)
-        self.active_workers = m.active_workers.labels(**one)
-        self.hung = m.hung.labels(**one)
-        self.execution_started = m.execution_started.labels(**one)
-        self.execution_timeout = m.execution_timeout.labels(**one)
-        self.result_size = m.result_size.labels(**one)
-        self._metrics = m
+        self.poll = metrics.poll.labels(**one)
+        self.poll_total = metrics.poll_total.labels(**one)
+        self.poll_empty = metrics.poll_empty.labels(**one)
+        self.polled = metrics.polled.labels(**one)
+        self.handed = metrics.handed.labels(**one)
+        self.released = metrics.released.labels(**one)
+        self.result_dropped = metrics.result_dropped.labels(**one)
+        self.busy_slots = metrics.busy_slots.labels(**one)
+        self.capacity = metrics.capacity.labels(**one)
+        self.paused = metrics.paused.labels(**one)
+        self.active_workers = metrics.active_workers.labels(**one)
+        self.hung = metrics.hung.labels(**one)
+        self.execution_started = metrics.execution_started.labels(**one)
+        self.execution_timeout = metrics.execution_timeout.labels(**one)
+        self.result_size = metrics.result_size.labels(**one)
+        self._metrics = metrics
         self._children: dict[tuple[Any, str], Any] = {}
 
     def _child(self, metric: Any, label: str, value: str) -> Any:

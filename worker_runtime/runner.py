@@ -146,12 +146,12 @@ class TaskRunner:
         self.heartbeat = clock()
         self.loop_error: str | None = None  # why the poll loop died
         self.server_ok: bool | None = None  # last contact with the server (poll or update) worked
-        self.m = metrics.for_task(self.name)  # this task type's series, bound once
-        self.m.capacity.set(settings.thread_count)
-        self.m.busy_slots.set(0)
-        self.m.active_workers.set(0)
-        self.m.hung.set(0)
-        self.m.paused.set(1 if self.paused else 0)
+        self.series = metrics.for_task(self.name)  # this task type's metric series, bound once
+        self.series.capacity.set(settings.thread_count)
+        self.series.busy_slots.set(0)
+        self.series.active_workers.set(0)
+        self.series.hung.set(0)
+        self.series.paused.set(1 if self.paused else 0)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -194,7 +194,7 @@ class TaskRunner:
             for held in taken:
                 held.state = TAKEN
             self._waiting.clear()
-        self.m.active_workers.dec(running)
+        self.series.active_workers.dec(running)
         for held in unfinished:
             if held.cancel:
                 held.cancel()
@@ -276,16 +276,16 @@ class TaskRunner:
                 break
             count, timeout_ms = (1, s.poll_timeout_ms) if idle else (free, busy_timeout_ms)
             started = time.perf_counter()
-            self.m.poll.inc()
-            self.m.poll_total.inc()
+            self.series.poll.inc()
+            self.series.poll_total.inc()
             try:
                 tasks = self.client.poll_batch(self.name, s.worker_id, count, timeout_ms, s.domain)
                 if not isinstance(tasks, list):
                     raise ConductorError(f"poll returned {type(tasks).__name__}, expected a list", 200)
             except Exception as exc:
                 kind = exc.kind if isinstance(exc, ConductorError) else type(exc).__name__
-                self.m.poll_time("FAILURE").observe(time.perf_counter() - started)
-                self.m.poll_error(kind).inc()
+                self.series.poll_time("FAILURE").observe(time.perf_counter() - started)
+                self.series.poll_error(kind).inc()
                 if isinstance(exc, ConductorError):
                     self.server_ok = False
                 delay = error_backoff.next_delay()
@@ -293,18 +293,18 @@ class TaskRunner:
                 self._stopping.wait(delay)
                 continue
             took = time.perf_counter() - started
-            self.m.poll_time("SUCCESS").observe(took)
+            self.series.poll_time("SUCCESS").observe(took)
             self.server_ok = True
             error_backoff.reset()
             if not tasks:
-                self.m.poll_empty.inc()
+                self.series.poll_empty.inc()
                 if idle and took * 1000 < timeout_ms / 2:
                     self._stopping.wait(empty_backoff.next_delay())  # the server did not hold the poll
                 idle = True
                 continue
             empty_backoff.reset()
             idle = False
-            self.m.polled.inc(len(tasks))
+            self.series.polled.inc(len(tasks))
             if len(tasks) > count:
                 log.warning("asked %s for %d task(s), got %d; the extra wait for a slot", self.name, count, len(tasks))
             for raw in tasks:
@@ -327,7 +327,7 @@ class TaskRunner:
                 return
             self._free -= 1
             held.has_slot = True
-        self.m.busy_slots.inc()
+        self.series.busy_slots.inc()
         self._start(held)
 
     def _hold(self, raw: Any) -> _Held | None:
@@ -360,8 +360,8 @@ class TaskRunner:
             if held.state != QUEUED:
                 return False
             held.state = RUNNING
-        self.m.execution_started.inc()
-        self.m.active_workers.inc()
+        self.series.execution_started.inc()
+        self.series.active_workers.inc()
         return True
 
     def _start(self, held: _Held) -> None:
@@ -426,15 +426,15 @@ class TaskRunner:
             context.deactivate(token)
 
     def _returned(self, task: Task, ctx: context.TaskContext, value: Any, started: float) -> TaskResult:
-        self.m.execute_time("SUCCESS").observe(time.perf_counter() - started)
+        self.series.execute_time("SUCCESS").observe(time.perf_counter() - started)
         try:
             return results.from_return(value, task, self.settings.worker_id, ctx.logs)
         except results.UnsendableResult as exc:
             return results.terminal_failure(str(exc), task, self.settings.worker_id)
 
     def _raised(self, task: Task, ctx: context.TaskContext, exc: BaseException, started: float) -> TaskResult:
-        self.m.execute_time("FAILURE").observe(time.perf_counter() - started)
-        self.m.execute_error(type(exc).__name__).inc()
+        self.series.execute_time("FAILURE").observe(time.perf_counter() - started)
+        self.series.execute_error(type(exc).__name__).inc()
         if not isinstance(exc, Exception) and not isinstance(exc, asyncio.CancelledError):
             self.metrics.uncaught.labels(exception=type(exc).__name__).inc()
         log.warning("task %s (%s) failed: %s: %s", task.task_id, self.name, type(exc).__name__, exc)
@@ -463,12 +463,12 @@ class TaskRunner:
                 held.state, held.body, held.status = READY, body, status
         if late:
             if held.timed_out and not self.spec.is_async:
-                self.m.hung.dec()
+                self.series.hung.dec()
             log.info("task %s finished after it was reported; its result is discarded", held.task.task_id)
             return None
-        self.m.active_workers.dec()
-        self.m.execute(status).inc()
-        self.m.result_size.observe(len(body))
+        self.series.active_workers.dec()
+        self.series.execute(status).inc()
+        self.series.result_size.observe(len(body))
         return self._deliver(held)
 
     # -- timeouts --------------------------------------------------------------------------------
@@ -490,11 +490,11 @@ class TaskRunner:
             if not self.spec.is_async:
                 self._hung += len(running)
         for held in overdue:
-            self.m.execution_timeout.inc()
+            self.series.execution_timeout.inc()
             if held in running:
-                self.m.active_workers.dec()
+                self.series.active_workers.dec()
                 if not self.spec.is_async:
-                    self.m.hung.inc()
+                    self.series.hung.inc()
                 elif held.cancel:
                     held.cancel()
             if held in running:
@@ -509,7 +509,7 @@ class TaskRunner:
                 workflow_instance_id=held.task.workflow_instance_id,
                 worker_id=self.settings.worker_id,
             )
-            self.m.execute(str(TaskStatus.FAILED)).inc()
+            self.series.execute(str(TaskStatus.FAILED)).inc()
             with self._cond:
                 held.state, held.status = READY, str(failed.status)
                 held.body = results.encode(failed.to_json(), self.max_result_bytes)
@@ -559,7 +559,7 @@ class TaskRunner:
                 error = exc
             took = time.perf_counter() - started
             status = "FAILURE" if error else "SUCCESS"
-            self.m.update_time(status).observe(took)
+            self.series.update_time(status).observe(took)
             with self._cond:
                 held.state = READY if error else DONE
             if error is None:
@@ -567,7 +567,7 @@ class TaskRunner:
                 return self._hand_over(held, handed)
             if not isinstance(error, ConductorError):  # a bug in a client: retrying cannot help
                 error = ConductorError(f"{type(error).__name__}: {error}", client_error=type(error).__name__)
-            self.m.update_error(error.kind).inc()
+            self.series.update_error(error.kind).inc()
             if error.retryable:
                 self.server_ok = False  # readiness reports the outage even when every slot is busy
             elif self._replace_refused(held, error):
@@ -605,8 +605,8 @@ class TaskRunner:
         if following is None:
             self._release(held)
             return None
-        self.m.handed.inc()
-        self.m.polled.inc()
+        self.series.handed.inc()
+        self.series.polled.inc()
         task_id = following.task.task_id
         with self._cond:
             duplicate = task_id in self._held
@@ -632,7 +632,7 @@ class TaskRunner:
 
     def _give_back(self, task: Task) -> None:
         """Requeue a task this runner was handed but cannot start, so another poll takes it now."""
-        self.m.released.inc()
+        self.series.released.inc()
         for attempt in (1, 2):
             try:
                 self.client.release_task(task.raw, self.settings.worker_id)
@@ -660,12 +660,12 @@ class TaskRunner:
             else:
                 following.has_slot = True
         if following is None:
-            self.m.busy_slots.dec()
+            self.series.busy_slots.dec()
         else:
             self._start(following)
 
     def _give_up(self, held: _Held, exc: Exception) -> None:
-        self.m.result_dropped.inc()
+        self.series.result_dropped.inc()
         log.error(
             "RESULT NOT DELIVERED for task %s of workflow %s (%s); result follows: %s",
             held.task.task_id,
