@@ -28,6 +28,14 @@ _TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 _SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
+def _bound(cache: dict[Any, Any], key: Any, metric: Any, labels: dict[str, str]) -> Any:
+    """`metric.labels(**labels)`, kept in `cache` under `key` (a race only calls labels() twice: same child)."""
+    child = cache.get(key)
+    if child is None:
+        child = cache[key] = metric.labels(**labels)
+    return child
+
+
 class WorkerMetrics:
     """One registry per runtime, so several runtimes in one process (tests) do not collide.
 
@@ -118,11 +126,8 @@ class WorkerMetrics:
         self._api_children: dict[tuple[str, str, str], Any] = {}
 
     def observe_api_request(self, method: str, uri: str, status: str, seconds: float) -> None:
-        key = (method, uri, status)
-        child = self._api_children.get(key)
-        if child is None:  # a race only calls labels() twice; it returns the same child
-            child = self._api_children[key] = self.api_request_time.labels(method=method, uri=uri, status=status)
-        child.observe(seconds)
+        labels = {"method": method, "uri": uri, "status": status}
+        _bound(self._api_children, (method, uri, status), self.api_request_time, labels).observe(seconds)
 
     def for_task(self, task_type: str) -> TaskTypeMetrics:
         return TaskTypeMetrics(self, task_type)
@@ -154,11 +159,8 @@ class TaskTypeMetrics:
         self._children: dict[tuple[Any, str], Any] = {}
 
     def _child(self, metric: Any, label: str, value: str) -> Any:
-        key = (metric, value)  # each of these metrics has one label besides taskType
-        child = self._children.get(key)
-        if child is None:  # a race only calls labels() twice; it returns the same child
-            child = self._children[key] = metric.labels(**{"taskType": self.task_type, label: value})
-        return child
+        # each of these metrics has one label besides taskType
+        return _bound(self._children, (metric, value), metric, {"taskType": self.task_type, label: value})
 
     def poll_time(self, status: str) -> Any:
         return self._child(self._metrics.poll_time, "status", status)
