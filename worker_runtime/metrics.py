@@ -28,11 +28,12 @@ _TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 _SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
-def _bound(cache: dict[Any, Any], key: Any, metric: Any, labels: dict[str, str]) -> Any:
-    """`metric.labels(**labels)`, kept in `cache` under `key` (a race only calls labels() twice: same child)."""
+def _bound(cache: dict[Any, Any], key: Any, metric: Any, values: tuple[str, ...]) -> Any:
+    """`metric.labels(*values)` (in the metric's label order), kept in `cache` under `key` (a race only calls
+    labels() twice: same child)."""
     child = cache.get(key)
     if child is None:
-        child = cache[key] = metric.labels(**labels)
+        child = cache[key] = metric.labels(*values)
     return child
 
 
@@ -126,8 +127,8 @@ class WorkerMetrics:
         self._api_children: dict[tuple[str, str, str], Any] = {}
 
     def observe_api_request(self, method: str, uri: str, status: str, seconds: float) -> None:
-        labels = {"method": method, "uri": uri, "status": status}
-        _bound(self._api_children, (method, uri, status), self.api_request_time, labels).observe(seconds)
+        key = (method, uri, status)  # the histogram's label order
+        _bound(self._api_children, key, self.api_request_time, key).observe(seconds)
 
     def for_task(self, task_type: str) -> TaskTypeMetrics:
         return TaskTypeMetrics(self, task_type)
@@ -158,30 +159,30 @@ class TaskTypeMetrics:
         self._metrics = metrics
         self._children: dict[tuple[Any, str], Any] = {}
 
-    def _child(self, metric: Any, label: str, value: str) -> Any:
-        # each of these metrics has one label besides taskType
-        return _bound(self._children, (metric, value), metric, {"taskType": self.task_type, label: value})
+    def _child(self, metric: Any, value: str) -> Any:
+        """The child for `value` of the metric's one label after taskType (status or exception)."""
+        return _bound(self._children, (metric, value), metric, (self.task_type, value))
 
     def poll_time(self, status: str) -> Any:
-        return self._child(self._metrics.poll_time, "status", status)
+        return self._child(self._metrics.poll_time, status)
 
     def execute_time(self, status: str) -> Any:
-        return self._child(self._metrics.execute_time, "status", status)
+        return self._child(self._metrics.execute_time, status)
 
     def update_time(self, status: str) -> Any:
-        return self._child(self._metrics.update_time, "status", status)
+        return self._child(self._metrics.update_time, status)
 
     def execute(self, status: str) -> Any:
-        return self._child(self._metrics.execute, "status", status)
+        return self._child(self._metrics.execute, status)
 
     def poll_error(self, exception: str) -> Any:
-        return self._child(self._metrics.poll_error, "exception", exception)
+        return self._child(self._metrics.poll_error, exception)
 
     def execute_error(self, exception: str) -> Any:
-        return self._child(self._metrics.execute_error, "exception", exception)
+        return self._child(self._metrics.execute_error, exception)
 
     def update_error(self, exception: str) -> Any:
-        return self._child(self._metrics.update_error, "exception", exception)
+        return self._child(self._metrics.update_error, exception)
 
 
 class HealthServer:
