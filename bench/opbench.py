@@ -184,12 +184,13 @@ def apply_crd(cfg, timeout: float = 60.0) -> None:
     kubectl(cfg, "apply", "-f", str(REPO / "crds" / "conductorworker.yaml"))
     deadline = time.monotonic() + timeout
     while True:
+        left = max(1, round(deadline - time.monotonic()))  # each wait gets what is left of the one timeout
         proc = kubectl(
             cfg,
             "wait",
             "--for=condition=Established",
             "crd/conductorworkers.conductor.io",
-            "--timeout=60s",
+            f"--timeout={left}s",
             check=False,
         )
         if proc.returncode == 0:
