@@ -171,6 +171,7 @@ class Pythons:
     runtime: Path = CACHE / "venv" / "bin" / "python"
     sdk: Path = CACHE / "sdk-venv" / "bin" / "python"
     bench: Path = Path(sys.executable)
+    ceiling_go: Path = CACHE / "bench-bin" / "ceiling-go"  # built by scripts/bench.sh
 
 
 CONTENDERS = ("runtime", "sdk", "ceiling")
@@ -226,6 +227,8 @@ def command(contender: str, py: Pythons, server_url: str, threads: int, extra: l
             str(threads),
         ]
         return [*cmd, "--update-v2"] if contender == "ceiling-v2" else cmd
+    if contender == "ceiling-go":  # the compiled bare update-v2 loop: the client's cost near zero
+        return [str(py.ceiling_go), "--server-url", server_url, "--threads", str(threads), "--update-v2"]
     raise ValueError(contender)
 
 

@@ -15,6 +15,7 @@ COLORS = {
     "sdk": "tab:orange",
     "ceiling": "tab:green",
     "ceiling-v2": "tab:olive",
+    "ceiling-go": "tab:gray",
     "sdk-thread": "tab:red",
     "runtime-t100": "tab:purple",
     "runtime-v2": "tab:cyan",

@@ -20,9 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=10, help="slots / threads per task type (default 10)")
     parser.add_argument(
         "--contenders",
-        default="runtime,sdk,ceiling",
-        help="comma-separated; also runtime-v2 / runtime-v1 (update-v2 on / off), runtime-t100 (poll timeout"
-        " 100 ms) and ceiling-v2 (update-v2 loop)",
+        default="runtime,sdk,ceiling-go",
+        help="comma-separated; also runtime-v1 (update-v2 off), runtime-t100 (poll timeout 100 ms), ceiling"
+        " and ceiling-v2 (the bare loop in Python with POST /tasks or update-v2)",
     )
     parser.add_argument("--latency-n", type=int, default=100, help="paced workflows for the pickup latency")
     parser.add_argument("--latency-rate", type=float, default=25.0, help="their start rate per second")

@@ -25,6 +25,17 @@ venv() {  # venv DIR STAMP PACKAGES...
 venv "$BENCH_VENV" bench-v1 matplotlib psutil requests
 venv "$SDK_VENV" "sdk-$SDK_VERSION" "conductor-python==$SDK_VERSION" psutil
 
+# The compiled bare loop (contender ceiling-go), rebuilt when its source changes.
+CEILING_SRC="$CWO_ROOT/bench/ceiling_go"
+CEILING_STAMP="$CWO_CACHE/bench-bin/.ceiling-go-$(cat "$CEILING_SRC"/go.mod "$CEILING_SRC"/*.go | sha256sum | cut -c1-16)"
+if [[ ! -f "$CEILING_STAMP" ]]; then
+  log "building bench/ceiling_go"
+  mkdir -p "$CWO_CACHE/bench-bin"
+  (cd "$CEILING_SRC" && GOCACHE="$CWO_CACHE/go/build" GOTOOLCHAIN=local go build -o "$CWO_CACHE/bench-bin/ceiling-go" .)
+  rm -f "$CWO_CACHE"/bench-bin/.ceiling-go-*
+  touch "$CEILING_STAMP"
+fi
+
 server_given=0
 for arg in "$@"; do [[ "$arg" == --server-url* ]] && server_given=1; done
 if ((server_given == 0)); then

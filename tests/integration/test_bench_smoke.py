@@ -2,7 +2,7 @@
 
 Not a timed test: no figure is held to a goal here (bench/README.md reports those). It checks that
 `scripts/bench.sh all` runs every contender (this runtime, the Conductor Python SDK in its own venv,
-the no-SDK ceiling), that each completed every workflow with a positive throughput, and that the JSON,
+the compiled no-SDK loop `ceiling-go`), that each completed every workflow with a positive throughput, and that the JSON,
 markdown and PNG files are written. The first run creates the benchmark venvs (cached afterwards).
 """
 
@@ -55,7 +55,7 @@ def test_bench_all_tiny(conductor_url: str, tmp_path: Path) -> None:
     assert workers["machine"]["nproc"] >= 1 and workers["machine"]["conductor_server"]
     contenders = workers["config"]["contenders"]
     assert workers["config"]["warmup"] == 50  # ran first, and left out of the runs below
-    assert set(contenders) >= {"runtime", "sdk", "ceiling"}
+    assert set(contenders) >= {"runtime", "sdk", "ceiling-go"}
     seen = {(r["contender"], r["kind"]) for r in workers["runs"]}
     assert seen == {(c, k) for c in contenders for k in ("noop", "sleep10")}
     for run in workers["runs"]:
@@ -70,7 +70,7 @@ def test_bench_all_tiny(conductor_url: str, tmp_path: Path) -> None:
     for kind in ("noop", "sleep10"):
         ratios = workers["summary"][kind]["ratios"]
         assert ratios["runtime/sdk tasks_per_s"]["median"] > 0
-        assert ratios["runtime/ceiling tasks_per_s"]["median"] > 0
+        assert ratios["runtime/ceiling-go tasks_per_s"]["median"] > 0
 
     memory = json.loads((out / "memory.json").read_text())
     by_contender = {r["contender"]: r for r in memory["runs"]}
