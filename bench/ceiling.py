@@ -10,7 +10,6 @@ BENCH_TASKS="name:kind" (one task type). Stops on SIGTERM.
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import signal
 import sys
@@ -18,18 +17,7 @@ import threading
 import time
 
 import requests
-
-
-def noop() -> dict:
-    return {"ok": True}
-
-
-def sleep10() -> dict:
-    time.sleep(0.010)
-    return {"ok": True}
-
-
-KINDS = {"noop": noop, "sleep10": sleep10}
+from task_kinds import bench_tasks
 
 
 def main() -> int:
@@ -39,8 +27,7 @@ def main() -> int:
     parser.add_argument("--poll-timeout-ms", type=int, default=1000)
     parser.add_argument("--update-v2", action="store_true")
     args = parser.parse_args()
-    name, _, kind = os.environ["BENCH_TASKS"].split(",")[0].partition(":")
-    func = KINDS[kind]
+    name, func = bench_tasks()[0]
     base = args.server_url.rstrip("/")
     free = threading.Semaphore(args.threads)
     work: queue.Queue[dict] = queue.Queue()

@@ -1,6 +1,6 @@
 """The Conductor Python SDK (conductor-python 2.0.0) contender, run with the SDK's own virtualenv.
 
-Same task functions and task types as bench_workers.py (BENCH_TASKS="name:kind,..."), registered with
+The task functions and types of task_kinds.py (BENCH_TASKS="name:kind,..."), registered with
 the SDK's @worker_task and run by its TaskHandler (one spawned process per worker, plus a logger
 process). Configuration, chosen to match the runtime's:
   thread_count   = --threads (the SDK's concurrency per worker; the runtime's slots)
@@ -16,27 +16,14 @@ Stops on SIGTERM/SIGINT (TaskHandler.stop_processes).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
-import time
 
 from conductor.client.automator.task_handler import TaskHandler
 from conductor.client.configuration.configuration import Configuration
 from conductor.client.worker.worker_task import worker_task
-
-
-def noop() -> dict:
-    return {"ok": True}
-
-
-def sleep10() -> dict:
-    time.sleep(0.010)
-    return {"ok": True}
-
-
-KINDS = {"noop": noop, "sleep10": sleep10}
+from task_kinds import bench_tasks
 
 
 def main() -> int:
@@ -46,15 +33,14 @@ def main() -> int:
     parser.add_argument("--poll-interval-ms", type=int, default=100)
     parser.add_argument("--worker-id", default="bench-sdk")
     args = parser.parse_args()
-    for entry in filter(None, os.environ.get("BENCH_TASKS", "").split(",")):
-        name, _, kind = entry.partition(":")
+    for name, func in bench_tasks():
         worker_task(
             task_definition_name=name,
             thread_count=args.threads,
             poll_interval_millis=args.poll_interval_ms,
             worker_id=args.worker_id,
             register_task_def=False,
-        )(KINDS[kind])  # module-level functions: the spawned processes unpickle them
+        )(func)  # module-level functions: the spawned processes unpickle them
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
