@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,47 @@ def register(c: ConductorClient, scenario: Scenario = DEMO) -> None:
     c.register_workflow(json.loads(scenario.workflow_def.read_text()))
 
 
+def start_one(c: ConductorClient, scenario: Scenario, args: argparse.Namespace, i: int) -> tuple[str, dict]:
+    wf_input = scenario.inputs(i, args)
+    return c.start_workflow(scenario.workflow, wf_input, task_to_domain=scenario.task_to_domain), wf_input
+
+
+@dataclass
+class Progress:
+    """The burst's workflows: started, still running, and finished with the right output or not."""
+
+    inputs: dict[str, dict] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
+    all_started: bool = False
+    completed: int = 0
+    failed: int = 0
+    wrong: int = 0
+
+    def collect(self, launches: list[Future]) -> None:
+        """Take in the workflows started since the last sample (a failed start raises here)."""
+        for launch in launches[len(self.inputs) :]:
+            if not launch.done():
+                return
+            wf_id, wf_input = launch.result()
+            self.inputs[wf_id] = wf_input
+            self.pending.add(wf_id)
+        self.all_started = True
+
+    def check(self, c: ConductorClient, scenario: Scenario) -> None:
+        """One request for the ids still running; each workflow that left them is read once."""
+        running = set(c.running_workflow_ids(scenario.workflow))
+        for wf_id in self.pending - running:
+            wf = c.get_workflow(wf_id, include_tasks=False)
+            if wf["status"] in ("RUNNING", "PAUSED"):  # missing from the list only for a moment: next sample
+                continue
+            self.pending.discard(wf_id)
+            self.completed += wf["status"] == "COMPLETED"
+            self.failed += wf["status"] != "COMPLETED"
+            self.wrong += wf["status"] == "COMPLETED" and not output_ok(
+                scenario, self.inputs[wf_id], wf.get("output") or {}
+            )
+
+
 def observe(c: ConductorClient, custom: client.CustomObjectsApi, apps: client.AppsV1Api, scenario: Scenario) -> dict:
     sizes = c.queue_sizes()
     queue = sum(sizes.get(q, 0) for q in scenario.queues)
@@ -208,38 +250,31 @@ def main(argv: list[str] | None = None) -> int:
     domains = f" with taskToDomain {json.dumps(scenario.task_to_domain)}" if scenario.task_to_domain else ""
     say(f"4/5 starting {args.workflows} workflows of {scenario.workflow}{domains}")
     started = time.monotonic()
-    inputs = {}
-    for i in range(args.workflows):
-        wf_input = scenario.inputs(i, args)
-        inputs[c.start_workflow(scenario.workflow, wf_input, task_to_domain=scenario.task_to_domain)] = wf_input
-    timeline = Timeline()
-    pending = set(inputs)
-    completed = failed = wrong = 0
-    first_scale_up = None
-    say(f"{'t(s)':>6} {'queue':>6} {'desired':>8} {'replicas':>8} {'ready':>6} {'done':>9}  reason")
-    while time.monotonic() - started < args.timeout:
-        for wf_id in list(pending)[:200]:
-            wf = c.get_workflow(wf_id, include_tasks=False)
-            if wf["status"] != "RUNNING":
-                pending.discard(wf_id)
-                completed += wf["status"] == "COMPLETED"
-                failed += wf["status"] != "COMPLETED"
-                wrong += wf["status"] == "COMPLETED" and not output_ok(scenario, inputs[wf_id], wf.get("output") or {})
-        row = observe(c, custom, apps, scenario) | {"t": round(time.monotonic() - started, 1), "done": completed}
-        timeline.rows.append(row)
-        if first_scale_up is None and row["replicas"] > 0:
-            first_scale_up = row["t"]
-        say(
-            f"{row['t']:>6} {row['queue']:>6} {row['desired']:>8} {row['replicas']:>8} {row['ready']:>6} "
-            f"{completed:>4}/{len(inputs):<4}  {row['reason'][:60]}"
-        )
-        if not pending and row["replicas"] == 0 and row["queue"] == 0:
-            break
-        time.sleep(1)
-
+    progress = Progress()
+    with ThreadPoolExecutor(8) as starters:  # the table starts at once; the burst lands over its first seconds
+        launches = [starters.submit(start_one, c, scenario, args, i) for i in range(args.workflows)]
+        timeline = Timeline()
+        first_scale_up = None
+        say(f"{'t(s)':>6} {'queue':>6} {'desired':>8} {'replicas':>8} {'ready':>6} {'done':>9}  reason")
+        while time.monotonic() - started < args.timeout:
+            progress.collect(launches)
+            progress.check(c, scenario)
+            row = observe(c, custom, apps, scenario) | {"t": round(time.monotonic() - started, 1)}
+            timeline.rows.append(row)
+            if first_scale_up is None and row["replicas"] > 0:
+                first_scale_up = row["t"]
+            say(
+                f"{row['t']:>6} {row['queue']:>6} {row['desired']:>8} {row['replicas']:>8} {row['ready']:>6} "
+                f"{progress.completed:>4}/{len(progress.inputs):<4}  {row['reason'][:60]}"
+            )
+            if progress.all_started and not progress.pending and row["replicas"] == 0 and row["queue"] == 0:
+                break
+            time.sleep(1)
+    inputs, completed, failed, wrong = progress.inputs, progress.completed, progress.failed, progress.wrong
+    unfinished = args.workflows - completed - failed
     elapsed = time.monotonic() - started
     say("5/5 summary")
-    say(f"  workflows completed: {completed}/{len(inputs)} (failed {failed}, unfinished {len(pending)})")
+    say(f"  workflows completed: {completed}/{args.workflows} (failed {failed}, unfinished {unfinished})")
     if scenario.expected(next(iter(inputs.values()), {})) is not None:
         say(f"  outputs checked: {completed - wrong} right, {wrong} wrong")
     say(f"  first replica after: {first_scale_up}s; peak replicas: {timeline.peak_replicas}")
@@ -247,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         run([str(cfg.kubectl), "delete", "-n", DEMO_NS, "-f", str(scenario.manifest), "--wait=true"], cfg)
         run([str(cfg.helm), "uninstall", RELEASE, "--namespace", OPERATOR_NS, "--wait"], cfg)
-    ok = completed == len(inputs) and not wrong and timeline.rows and timeline.rows[-1]["replicas"] == 0
+    ok = completed == args.workflows and not wrong and timeline.rows and timeline.rows[-1]["replicas"] == 0
     return 0 if ok else 1
 
 

@@ -330,6 +330,16 @@ class ConductorClient:
             body["taskToDomain"] = task_to_domain
         return self.request("POST", "/workflow", json=body).text
 
+    def running_workflow_ids(self, name: str, version: int | None = None) -> list[str]:
+        """Ids of the workflows of `name` still RUNNING (or PAUSED), in one request."""
+        params = {"version": version} if version is not None else None
+        return (
+            self._json(
+                self.request("GET", f"/workflow/running/{name}", template="/workflow/running/{name}", params=params)
+            )
+            or []
+        )
+
     def get_workflow(self, workflow_id: str, include_tasks: bool = True) -> dict[str, Any]:
         params = {"includeTasks": str(include_tasks).lower()}
         return self._json(

@@ -9,6 +9,8 @@ helm uninstall leaves no operator objects behind and keeps the CRD.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 import time
 
 import pytest
@@ -126,3 +128,30 @@ def test_helm_install_apply_example_500_workflows_scale_up_and_back_upgrade_unin
     cluster = _kubectl(stack, "get", "clusterrole,clusterrolebinding", "-o", "name")
     assert "conductor-worker-operator" not in cluster and f"{demo.RELEASE}-" not in cluster
     assert _kubectl(stack, "get", "crd", "conductorworkers.conductor.io", "-o", "name").strip()  # kept
+
+
+ROW = re.compile(
+    r"^\s+(?P<t>\d+\.\d)\s+(?P<queue>\d+)\s+(?P<desired>\d+)\s+(?P<replicas>\d+)\s+(?P<ready>\d+)\s+\d+/\d+"
+)
+
+
+def test_demo_command_shows_replicas_follow_the_burst_from_zero_and_back(stack: StackConfig, node) -> None:
+    """The README's demo command as a user runs it: its table starts before the first replica, the
+    burst is worked off, every output is right, and the fleet ends at zero."""
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "demo.sh")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, f"demo.sh failed ({proc.returncode}):\n{out[-3000:]}\n{proc.stderr[-3000:]}"
+    rows = [m.groupdict() for m in map(ROW.match, out.splitlines()) if m]
+    assert rows, out
+    # the first row comes at once, before the burst is even all started (it was printed only after)
+    assert float(rows[0]["t"]) < 1 and rows[0]["replicas"] == "0", f"the table starts late:\n{out}"
+    assert max(int(r["replicas"]) for r in rows) > 0, out
+    assert rows[-1]["replicas"] == "0" and rows[-1]["queue"] == "0", out
+    assert "workflows completed: 300/300 (failed 0, unfinished 0)" in out, out
+    first = re.search(r"first replica after: ([\d.]+)s", out)
+    assert first and float(first.group(1)) < 30, out
