@@ -46,6 +46,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    """argparse type: a level name in any case (the environment's default is checked the same way)."""
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 def _split(value: str | None, sep: str = ",") -> list[str]:
     return [p.strip() for p in (value or "").split(sep) if p.strip()]
 
@@ -80,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(os.environ.get("CONDUCTOR_WORKER_METRICS_PORT", "8000")),
         help="port of /metrics, /healthz, /readyz (default 8000; -1 disables)",
     )
-    run.add_argument("--metrics-host", default=os.environ.get("CONDUCTOR_WORKER_METRICS_HOST", "0.0.0.0"))
+    run.add_argument(
+        "--metrics-host",
+        default=os.environ.get("CONDUCTOR_WORKER_METRICS_HOST", "0.0.0.0"),
+        help="address /metrics, /healthz and /readyz listen on (env CONDUCTOR_WORKER_METRICS_HOST, default 0.0.0.0)",
+    )
     run.add_argument(
         "--drain-timeout",
         type=float,
@@ -106,8 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--json-logs",
         action="store_true",
         default=os.environ.get("CONDUCTOR_WORKER_JSON_LOGS", "").lower() in ("1", "true"),
+        help="one JSON object per log line (env CONDUCTOR_WORKER_JSON_LOGS)",
     )
-    run.add_argument("--log-level", default=os.environ.get("CONDUCTOR_WORKER_LOG_LEVEL", "INFO"))
+    run.add_argument(
+        "--log-level",
+        default=os.environ.get("CONDUCTOR_WORKER_LOG_LEVEL", "INFO"),
+        type=_log_level,
+        help="DEBUG, INFO, WARNING or ERROR (env CONDUCTOR_WORKER_LOG_LEVEL, default INFO)",
+    )
     return parser
 
 
