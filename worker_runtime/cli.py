@@ -57,6 +57,22 @@ def _log_level(value: str) -> str:
     return level
 
 
+def _number(kind: type, low: float, high: float | None = None) -> Any:
+    """argparse type: a number within [low, high]; string defaults (the environment's) are checked too."""
+
+    def parse(value: str) -> Any:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+        if number < low or (high is not None and number > high):
+            limit = f"{low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{value!r} is out of range ({limit})")
+        return number
+
+    return parse
+
+
 def _split(value: str | None, sep: str = ",") -> list[str]:
     return [p.strip() for p in (value or "").split(sep) if p.strip()]
 
@@ -87,9 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--worker-id", help="worker id reported to the server (default: pod name)")
     run.add_argument(
         "--metrics-port",
-        type=int,
-        default=int(os.environ.get("CONDUCTOR_WORKER_METRICS_PORT", "8000")),
-        help="port of /metrics, /healthz, /readyz (default 8000; -1 disables)",
+        type=_number(int, -1, 65535),
+        default=os.environ.get("CONDUCTOR_WORKER_METRICS_PORT", "8000"),
+        help="port of /metrics, /healthz, /readyz (env CONDUCTOR_WORKER_METRICS_PORT, default 8000; -1 disables)",
     )
     run.add_argument(
         "--metrics-host",
@@ -98,14 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--drain-timeout",
-        type=float,
-        default=float(os.environ.get("CONDUCTOR_WORKER_DRAIN_TIMEOUT", "25")),
-        help="seconds to finish in-flight tasks after SIGTERM (keep below the pod's grace period)",
+        type=_number(float, 0),
+        default=os.environ.get("CONDUCTOR_WORKER_DRAIN_TIMEOUT", "25"),
+        help="seconds to finish in-flight tasks after SIGTERM (env CONDUCTOR_WORKER_DRAIN_TIMEOUT, default 25; "
+        "keep below the pod's grace period)",
     )
     run.add_argument(
         "--max-result-bytes",
-        type=int,
-        default=int(os.environ.get("CONDUCTOR_WORKER_MAX_RESULT_BYTES", str(MAX_RESULT_BYTES))),
+        type=_number(int, 1),
+        default=os.environ.get("CONDUCTOR_WORKER_MAX_RESULT_BYTES", str(MAX_RESULT_BYTES)),
         help="a larger encoded result fails the task at once (default 20000000: Conductor's JSON parser "
         "refuses a longer string)",
     )

@@ -25,3 +25,32 @@ def test_an_unknown_log_level_from_the_environment_is_a_usage_error_too(
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run"])
     assert "'verbose' is not one of" in capsys.readouterr().err
+
+
+def test_defaults_are_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("METRICS_PORT", "DRAIN_TIMEOUT", "MAX_RESULT_BYTES"):
+        monkeypatch.delenv(f"CONDUCTOR_WORKER_{var}", raising=False)
+    args = cli.build_parser().parse_args(["run"])
+    assert (args.metrics_port, args.drain_timeout, args.max_result_bytes) == (8000, 25.0, 20_000_000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--metrics-port", "70000"], "argument --metrics-port: '70000' is out of range (-1 to 65535)"),
+        (["--metrics-port", "x"], "argument --metrics-port: 'x' is not a number"),
+        (["--drain-timeout", "-3"], "argument --drain-timeout: '-3' is out of range (>= 0)"),
+        (["--max-result-bytes", "0"], "argument --max-result-bytes: '0' is out of range (>= 1)"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser().parse_args(["run", *argv])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_bad_number_in_the_environment_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("CONDUCTOR_WORKER_METRICS_PORT", "abc")
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run"])
+    assert "argument --metrics-port: 'abc' is not a number" in capsys.readouterr().err
