@@ -174,9 +174,6 @@ class Pythons:
     ceiling_go: Path = CACHE / "bench-bin" / "ceiling-go"  # built by scripts/bench.sh
 
 
-CONTENDERS = ("runtime", "sdk", "ceiling")
-
-
 def command(contender: str, py: Pythons, server_url: str, threads: int, extra: list[str] | None = None) -> list[str]:
     """The contender's command line; the task types come from BENCH_TASKS in its environment."""
     if contender == "runtime-t100":  # the runtime with the SDK's 100 ms server-side poll wait
