@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from worker_runtime.client import ConductorClient
+from worker_runtime.config import truthy
 from worker_runtime.runner import MAX_RESULT_BYTES, TaskHandler
 from worker_runtime.worker import discover
 
@@ -73,6 +74,16 @@ def _number(kind: type, low: float, high: float | None = None) -> Any:
     return parse
 
 
+def _env_flag(parser: argparse.ArgumentParser, var: str, default: bool) -> bool:
+    """A boolean flag's default from the environment; a value that is no boolean is a usage error."""
+    if var not in os.environ:
+        return default
+    try:
+        return truthy(os.environ[var])
+    except ValueError as exc:
+        parser.error(f"{var}: {exc}")
+
+
 def _split(value: str | None, sep: str = ",") -> list[str]:
     return [p.strip() for p in (value or "").split(sep) if p.strip()]
 
@@ -129,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--update-v2",
         action=argparse.BooleanOptionalAction,
-        default=os.environ.get("CONDUCTOR_WORKER_UPDATE_V2", "true").strip().lower() in ("1", "true", "yes", "on"),
+        default=_env_flag(run, "CONDUCTOR_WORKER_UPDATE_V2", True),
         help="report results with POST /tasks/update-v2 and run the task it hands back: one request per task "
         "(env CONDUCTOR_WORKER_UPDATE_V2, default on as in the Conductor SDKs; --no-update-v2 reports with "
         "POST /tasks; a server without it is detected on its first 404/405)",
@@ -137,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json-logs",
         action="store_true",
-        default=os.environ.get("CONDUCTOR_WORKER_JSON_LOGS", "").lower() in ("1", "true"),
+        default=_env_flag(run, "CONDUCTOR_WORKER_JSON_LOGS", False),
         help="one JSON object per log line (env CONDUCTOR_WORKER_JSON_LOGS)",
     )
     run.add_argument(

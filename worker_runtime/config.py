@@ -17,6 +17,17 @@ from typing import Any
 
 from worker_runtime.worker import WorkerSpec
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def truthy(value: Any) -> bool:
+    """A boolean setting as the SDKs spell it; anything else is a ValueError, never a silent False."""
+    text = str(value).strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ValueError(f"{value!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+    return text in _TRUE
+
+
 DEFAULTS: dict[str, Any] = {
     "poll_interval": 100,
     "poll_timeout": 100,
@@ -33,7 +44,7 @@ _CONVERT = {
     "thread_count": int,
     "batch_size": int,
     "execution_timeout": float,
-    "paused": lambda v: str(v).strip().lower() in ("1", "true", "yes", "on"),
+    "paused": truthy,
     "domain": lambda v: str(v) or None,
     "worker_id": lambda v: str(v) or None,
 }

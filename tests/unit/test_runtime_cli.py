@@ -54,3 +54,19 @@ def test_a_bad_number_in_the_environment_is_a_usage_error(monkeypatch: pytest.Mo
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run"])
     assert "argument --metrics-port: 'abc' is not a number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "expected"), [("on", True), ("0", False), ("FALSE", False), ("yes", True)])
+def test_boolean_flags_from_the_environment(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    monkeypatch.setenv("CONDUCTOR_WORKER_UPDATE_V2", value)
+    monkeypatch.setenv("CONDUCTOR_WORKER_JSON_LOGS", value)
+    args = cli.build_parser().parse_args(["run"])
+    assert (args.update_v2, args.json_logs) == (expected, expected)
+
+
+def test_a_misspelt_boolean_in_the_environment_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("CONDUCTOR_WORKER_UPDATE_V2", "ture")
+    with pytest.raises(SystemExit) as exit_:
+        cli.build_parser()
+    assert exit_.value.code == 2
+    assert "CONDUCTOR_WORKER_UPDATE_V2: 'ture' is not a boolean" in capsys.readouterr().err

@@ -56,6 +56,7 @@ def test_paused_batch_size_and_poll_timeout_bounds():
     [
         ({"CONDUCTOR_WORKER_ALL_THREAD_COUNT": "many"}, "bad thread_count 'many'"),
         ({"CONDUCTOR_WORKER_ALL_THREAD_COUNT": "0"}, "thread_count must be >= 1"),
+        ({"CONDUCTOR_WORKER_ALL_PAUSED": "ture"}, "bad paused 'ture': 'ture' is not a boolean"),
     ],
 )
 def test_bad_values_name_the_setting(env, message):
