@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_WORKER_IMAGE = "ghcr.io/conductor-worker-operator/conductor-worker-runtime:0.1.0"
 
@@ -69,16 +70,27 @@ class Config:
             all_namespaces=not namespaces,
             standalone=env.get("CWO_STANDALONE") == "1",
             peering=env.get("CWO_PEERING") or None,
-            priority=int(env.get("CWO_PRIORITY") or random.randint(1, 1_000_000)),
-            peering_lifetime=int(env.get("CWO_PEERING_LIFETIME") or d.peering_lifetime),
+            priority=_number(env, "CWO_PRIORITY", int, random.randint(1, 1_000_000)),
+            peering_lifetime=_number(env, "CWO_PEERING_LIFETIME", int, d.peering_lifetime),
             liveness=env.get("CWO_LIVENESS", d.liveness),
-            metrics_port=int(env.get("CWO_METRICS_PORT") or d.metrics_port),
+            metrics_port=_number(env, "CWO_METRICS_PORT", int, d.metrics_port),
             metrics_host=env.get("CWO_METRICS_HOST") or d.metrics_host,
             log_format=env.get("CWO_LOG_FORMAT") or d.log_format,
-            resync_seconds=float(env.get("CWO_RESYNC_SECONDS") or d.resync_seconds),
-            max_workers=int(env.get("CWO_MAX_WORKERS") or d.max_workers),
-            watch_server_timeout=int(env.get("CWO_WATCH_SERVER_TIMEOUT") or d.watch_server_timeout),
+            resync_seconds=_number(env, "CWO_RESYNC_SECONDS", float, d.resync_seconds),
+            max_workers=_number(env, "CWO_MAX_WORKERS", int, d.max_workers),
+            watch_server_timeout=_number(env, "CWO_WATCH_SERVER_TIMEOUT", int, d.watch_server_timeout),
             default_worker_image=env.get("CWO_DEFAULT_WORKER_IMAGE") or d.default_worker_image,
-            secret_ttl_seconds=float(env.get("CWO_SECRET_TTL_SECONDS") or d.secret_ttl_seconds),
+            secret_ttl_seconds=_number(env, "CWO_SECRET_TTL_SECONDS", float, d.secret_ttl_seconds),
             kubeconfig=env.get("KUBECONFIG") or None,
         )
+
+
+def _number(env: Mapping[str, str], var: str, kind: type, default: Any) -> Any:
+    """A numeric setting; a value that is no number is a ValueError naming the variable."""
+    raw = env.get(var)
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{var}={raw!r} is not a number") from None

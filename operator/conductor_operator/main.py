@@ -16,8 +16,11 @@ from conductor_operator.config import Config
 
 def parse_args(argv: list[str] | None, env: Mapping[str, str] | None = None) -> Config:
     """The settings: flags over the environment (os.environ unless given) over the defaults."""
-    base = Config.from_env(os.environ if env is None else env)
     p = argparse.ArgumentParser(prog="conductor-operator", description=__doc__)
+    try:
+        base = Config.from_env(os.environ if env is None else env)
+    except ValueError as exc:
+        p.error(str(exc))
     p.add_argument(
         "--namespace",
         "-n",

@@ -256,3 +256,10 @@ def test_metrics_verdict():
 def test_pod_targets_use_the_metrics_path():
     pods = [{"metadata": {"name": "a"}, "status": {"phase": "Running", "podIP": "10.0.0.1"}}]
     assert pod_targets(pods, 2112, "/prom") == {"a": "http://10.0.0.1:2112/prom"}
+
+
+def test_a_setting_that_is_no_number_is_a_usage_error_naming_the_variable(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([], env={"CWO_RESYNC_SECONDS": "10s"})
+    assert exit_.value.code == 2
+    assert "CWO_RESYNC_SECONDS='10s' is not a number" in capsys.readouterr().err
