@@ -118,16 +118,18 @@ def resolve(
             values[prop] = declared[prop]
         else:
             values[prop] = default
+    name = spec.task_definition_name
+    for prop, low in (("thread_count", 1), ("batch_size", 1), ("poll_interval", 0), ("poll_timeout", 0)):
+        if values[prop] is not None and int(values[prop]) < low:
+            raise ValueError(f"worker '{name}': {prop} must be >= {low}, got {values[prop]}")
     thread_count = int(values["thread_count"])
-    if thread_count < 1:
-        raise ValueError(f"worker '{spec.task_definition_name}': thread_count must be >= 1, got {thread_count}")
     batch = int(values["batch_size"] or thread_count)
     return WorkerSettings(
-        task_name=spec.task_definition_name,
-        poll_interval_ms=max(0, int(values["poll_interval"])),
-        poll_timeout_ms=min(MAX_POLL_TIMEOUT_MS, max(0, int(values["poll_timeout"]))),
+        task_name=name,
+        poll_interval_ms=int(values["poll_interval"]),
+        poll_timeout_ms=min(MAX_POLL_TIMEOUT_MS, int(values["poll_timeout"])),  # the server's own limit
         thread_count=thread_count,
-        batch_size=max(1, min(batch, thread_count)),
+        batch_size=min(batch, thread_count),
         domain=values["domain"],
         worker_id=values["worker_id"] or default_worker_id(env),
         paused=bool(values["paused"]),

@@ -57,6 +57,9 @@ def test_paused_batch_size_and_poll_timeout_bounds():
         ({"CONDUCTOR_WORKER_ALL_THREAD_COUNT": "many"}, "bad thread_count 'many'"),
         ({"CONDUCTOR_WORKER_ALL_THREAD_COUNT": "0"}, "thread_count must be >= 1"),
         ({"CONDUCTOR_WORKER_ALL_PAUSED": "ture"}, "bad paused 'ture': 'ture' is not a boolean"),
+        ({"CONDUCTOR_WORKER_ALL_BATCH_SIZE": "0"}, "batch_size must be >= 1, got 0"),
+        ({"CONDUCTOR_WORKER_ALL_POLL_INTERVAL": "-1"}, "poll_interval must be >= 0, got -1"),
+        ({"CONDUCTOR_WORKER_ALL_POLL_TIMEOUT": "-5"}, "poll_timeout must be >= 0, got -5"),
     ],
 )
 def test_bad_values_name_the_setting(env, message):
