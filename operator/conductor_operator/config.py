@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_WORKER_IMAGE = "ghcr.io/conductor-worker-operator/conductor-worker-runtime:0.1.0"
+DEFAULT_WORKER_IMAGE = "conductor-worker-runtime:0.1.0"  # as the chart names it (workerImage)
 
 
 @dataclass(frozen=True)
