@@ -14,9 +14,16 @@ relearning). The algorithm follows the HPA controller (pkg/controller/podautosca
 
 Beyond HPA (KEDA-like): scale to zero when minReplicas is 0 and neither a backlog nor a busy slot was
 seen for `cooldownSeconds`; activation from zero as soon as the backlog exceeds `activationQueueDepth`;
-`fallbackReplicas` after `fallback.failureThreshold` failed queue-depth reads in a row. Task-definition
-limits cap the proposals (pods over the limit would only poll). Last, never below the busy pods we can
-see (the operator also marks idle pods as cheaper to delete, so the ReplicaSet removes those first).
+`fallbackReplicas` after `fallback.failureThreshold` failed queue-depth reads in a row, as a
+recommendation that goes through the windows, the rate policies and the min/max clamps like any other (a
+short Conductor outage must not empty a fleet). Task-definition limits cap the proposals (pods over the
+limit would only poll). The backlog is what a new pod could start now: tasks waiting out a callback or a
+retry delay are not backlog (readiness.py).
+
+Busy pods: when the pods drain on SIGTERM (the runtime finishes what it holds before it exits), a busy pod
+may be chosen to leave, so utilization alone decides, as in the HPA; the operator ranks pods by
+pod-deletion-cost so the idle, then the least busy, leave first. Pods that do not drain (another SDK's
+worker without the sidecar) keep the older protection: never fewer than the busy pods, within maxReplicas.
 """
 
 from __future__ import annotations
@@ -79,6 +86,8 @@ class Observation:
     scrape_errors: int = 0  # pods with an address whose /metrics did not answer
     # queue key -> the most pods that can get work of it (task definition limits; absent: no limit)
     task_caps: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0  # queued tasks no pod can start yet (callback, retry delay): reported, not backlog
+    drains: bool = True  # the pods finish their tasks on SIGTERM, so a busy pod may leave
 
 
 @dataclass(frozen=True)
@@ -236,11 +245,24 @@ def _prune(history: History, cfg: Config, now: float) -> History:
     )
 
 
-def _finish(desired: int, reason: str, obs: Observation, history: History, proposals: dict[str, int]) -> Decision:
-    """Busy protection, then record the scale event (rate policies count it)."""
-    if desired < obs.busy_pods and obs.current_replicas > desired:
-        desired = min(obs.busy_pods, obs.current_replicas)
-        reason += f"; kept {desired} for busy workers"
+def _bounded(cfg: Config, desired: int) -> tuple[int, str]:
+    """The min/max clamps (1 while cooling down before zero: zero is decided apart)."""
+    floor = max(cfg.min_replicas, 1)
+    if desired < floor:
+        return floor, f"; clamped to min {floor}"
+    if desired > cfg.max_replicas:
+        return cfg.max_replicas, f"; clamped to max {cfg.max_replicas}"
+    return desired, ""
+
+
+def _finish(
+    cfg: Config, desired: int, reason: str, obs: Observation, history: History, proposals: dict[str, int]
+) -> Decision:
+    """Busy protection for pods that do not drain, then record the scale event (rate policies count it)."""
+    floor = min(obs.busy_pods, obs.current_replicas, cfg.max_replicas)
+    if not obs.drains and desired < floor:
+        desired = floor
+        reason += f"; kept {desired} for busy workers (they do not drain on SIGTERM)"
     if desired != obs.current_replicas:
         history = replace(
             history,
@@ -248,6 +270,28 @@ def _finish(desired: int, reason: str, obs: Observation, history: History, propo
             last_scale_time=obs.now,
         )
     return Decision(desired, reason, history, proposals, desired != obs.current_replicas)
+
+
+def _settle(
+    cfg: Config, obs: Observation, history: History, raw: int, reason: str, proposals: dict[str, int]
+) -> Decision:
+    """A raw recommendation through the HPA's stabilization windows, rate policies and min/max clamps."""
+    current = obs.current_replicas
+    stabilized = _stabilize(cfg, history.recommendations, raw, obs.now, current)
+    history = replace(history, recommendations=(*history.recommendations, (obs.now, raw)))
+    desired = stabilized
+    if desired > current:
+        limit = _rate_limit(cfg.scale_up, history.scale_events, obs.now, current, up=True)
+        if desired > limit:
+            desired, reason = limit, reason + f"; scale-up rate limited to {limit}"
+    elif desired < current:
+        limit = _rate_limit(cfg.scale_down, history.scale_events, obs.now, current, up=False)
+        if desired < limit:
+            desired, reason = limit, reason + f"; scale-down rate limited to {limit}"
+    if stabilized != raw:
+        reason += f"; stabilized to {stabilized}"
+    desired, clamp = _bounded(cfg, desired)
+    return _finish(cfg, desired, reason + clamp, obs, history, proposals)
 
 
 def decide(cfg: Config, obs: Observation, history: History | None = None) -> Decision:
@@ -261,18 +305,25 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
     history = _prune(history, cfg, obs.now)
     if obs.queue_depth is None:
         # KEDA-like: one failed read is often a blip; fall back only after `failureThreshold` in a row.
-        # The fallback count is recorded as a recommendation, so leaving the fallback goes through the
-        # stabilization windows (and the rate policies) like any other change.
+        # The fallback is a recommendation like any other: leaving the current count for it goes through
+        # the windows, the rate policies and the min/max clamps (a 15 s outage does not empty a fleet).
         failures = history.failures + 1
         history = replace(history, failures=failures)
         unreachable = f"Conductor unreachable ({failures} failed read{'s' if failures > 1 else ''})"
-        if cfg.fallback_replicas is None:
-            return _finish(current, f"{unreachable}: keeping current replicas", obs, history, {})
-        if failures < cfg.fallback_failure_threshold:
-            reason = f"{unreachable}: keeping current replicas until {cfg.fallback_failure_threshold} failures"
-            return _finish(current, reason, obs, history, {})
-        history = replace(history, recommendations=(*history.recommendations, (obs.now, cfg.fallback_replicas)))
-        return _finish(cfg.fallback_replicas, f"{unreachable}: fallback to {cfg.fallback_replicas}", obs, history, {})
+        if cfg.fallback_replicas is None or failures < cfg.fallback_failure_threshold:
+            until = "" if cfg.fallback_replicas is None else f" until {cfg.fallback_failure_threshold} failures"
+            if current == 0 and cfg.min_replicas == 0:
+                return _finish(cfg, 0, f"{unreachable}: keeping 0 replicas{until}", obs, history, {})
+            desired, clamp = _bounded(cfg, current)
+            return _finish(cfg, desired, f"{unreachable}: keeping current replicas{until}{clamp}", obs, history, {})
+        fallback = cfg.fallback_replicas
+        if current == 0 and fallback > 0:  # activation by fallback: nothing to stabilize at zero
+            desired = min(max(fallback, cfg.min_replicas, 1), cfg.max_replicas)
+            history = replace(history, recommendations=((obs.now, desired),))
+            return _finish(cfg, desired, f"{unreachable}: fallback to {fallback}", obs, history, {"fallback": fallback})
+        if current == 0 and cfg.min_replicas == 0:
+            return _finish(cfg, 0, f"{unreachable}: fallback to 0", obs, history, {"fallback": 0})
+        return _settle(cfg, obs, history, fallback, f"{unreachable}: fallback proposes {fallback}", {"fallback": fallback})
     if history.failures:
         history = replace(history, failures=0)
 
@@ -282,6 +333,7 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
         history = replace(history, last_active=obs.now)
 
     workable, fleet_cap = _workable(cfg, obs)
+    waiting = f", {obs.waiting} waiting" if obs.waiting else ""
     if current == 0:
         if backlog > cfg.activation_queue_depth:
             # Activation: skip the windows (nothing to stabilize at zero), honour the upper clamp.
@@ -289,10 +341,10 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
             wanted = max(1, cfg.min_replicas, proposal if fleet_cap is None else min(proposal, fleet_cap))
             desired = min(wanted, cfg.max_replicas)
             history = replace(history, recommendations=((obs.now, desired),))
-            reason = f"activated: backlog {backlog} > activation threshold {cfg.activation_queue_depth}"
-            return _finish(desired, reason, obs, history, {"queue": wanted})
+            reason = f"activated: backlog {backlog}{waiting} > activation threshold {cfg.activation_queue_depth}"
+            return _finish(cfg, desired, reason, obs, history, {"queue": wanted})
         if cfg.min_replicas == 0:
-            return _finish(0, f"idle at zero: backlog {backlog}", obs, history, {})
+            return _finish(cfg, 0, f"idle at zero: backlog {backlog}{waiting}", obs, history, {})
         # minReplicas > 0 but the fleet is at 0 (e.g. autoscaling just enabled): the min clamp applies.
 
     idle_for = obs.now - (history.last_active if history.last_active is not None else obs.now)
@@ -304,7 +356,8 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
         and current > 0
     ):
         history = replace(history, recommendations=((obs.now, 0),))
-        return _finish(0, f"scaled to zero: no backlog and no busy slot for {idle_for:.0f}s", obs, history, {})
+        reason = f"scaled to zero: no backlog and no busy slot for {idle_for:.0f}s{waiting}"
+        return _finish(cfg, 0, reason, obs, history, {})
 
     proposals = {"queue": _queue_proposal(cfg, workable, current)}
     utilization = _utilization_proposal(cfg, obs)
@@ -314,25 +367,7 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
     capped = ""
     if fleet_cap is not None and raw > fleet_cap:
         raw, capped = fleet_cap, f"; capped to {fleet_cap} by the task definitions' limits"
-    stabilized = _stabilize(cfg, history.recommendations, raw, obs.now, current)
-    history = replace(history, recommendations=(*history.recommendations, (obs.now, raw)))
-    desired = stabilized
     limited = f", {workable} workable under the task definitions' limits" if workable < backlog else ""
-    reason = f"{metric} proposes {raw} (backlog {backlog}{limited}, busy {obs.busy_slots}/{obs.slot_capacity}){capped}"
-    if desired > current:
-        limit = _rate_limit(cfg.scale_up, history.scale_events, obs.now, current, up=True)
-        if desired > limit:
-            desired, reason = limit, reason + f"; scale-up rate limited to {limit}"
-    elif desired < current:
-        limit = _rate_limit(cfg.scale_down, history.scale_events, obs.now, current, up=False)
-        if desired < limit:
-            desired, reason = limit, reason + f"; scale-down rate limited to {limit}"
-    if stabilized != raw:
-        reason += f"; stabilized to {stabilized}"
-
-    floor = max(cfg.min_replicas, 1)  # 1 while cooling down before zero; zero is decided above
-    if desired < floor:
-        desired, reason = floor, reason + f"; clamped to min {floor}"
-    if desired > cfg.max_replicas:
-        desired, reason = cfg.max_replicas, reason + f"; clamped to max {cfg.max_replicas}"
-    return _finish(desired, reason, obs, history, proposals)
+    busy = f"busy {obs.busy_slots}/{obs.slot_capacity}"
+    reason = f"{metric} proposes {raw} (backlog {backlog}{limited}{waiting}, {busy}){capped}"
+    return _settle(cfg, obs, history, raw, reason, proposals)

@@ -348,6 +348,8 @@ class Controller:
                 scraped_pods=len(fleet.metered),  # pods without busy slots are not utilization samples
                 scrape_errors=len(fleet.errors),
                 task_caps=caps,
+                # The runtime finishes what it holds on SIGTERM; another SDK's container may not (sidecar: #20).
+                drains=builders.is_runtime(spec),
             )
             decision = decide(cfg, obs, st.history)
             st.history = decision.history

@@ -95,8 +95,30 @@ def obs(now: float, current: int, backlog: int | None, **kw) -> Observation:
         ),
         ("one failed read is not yet a fallback", cfg(fallback_replicas=3), obs(0, 7, None), 7),
         ("unreachable without fallback keeps current", cfg(), obs(0, 7, None), 7),
-        ("busy workers protected", cfg(), obs(0, 5, 0, busy_pods=4, busy_slots=4, slot_capacity=20, scraped_pods=5), 4),
-        ("busy protection never scales up", cfg(max_replicas=2), obs(0, 2, 0, busy_pods=3, busy_slots=3), 2),
+        (
+            "busy workers that drain may leave: utilization decides",
+            cfg(),
+            obs(0, 5, 0, busy_pods=4, busy_slots=4, slot_capacity=20, scraped_pods=5),
+            2,
+        ),
+        (
+            "busy workers that do not drain are kept",
+            cfg(),
+            obs(0, 5, 0, busy_pods=4, busy_slots=4, slot_capacity=20, scraped_pods=5, drains=False),
+            4,
+        ),
+        (
+            "busy protection never scales up",
+            cfg(max_replicas=2),
+            obs(0, 2, 0, busy_pods=3, busy_slots=3, drains=False),
+            2,
+        ),
+        (
+            "busy protection never holds more than max",
+            cfg(max_replicas=3),
+            obs(0, 10, 0, busy_pods=10, busy_slots=10, slot_capacity=100, scraped_pods=10, drains=False),
+            3,
+        ),
         ("zero stays zero without backlog", cfg(min_replicas=0), obs(0, 0, 0), 0),
         ("activation above threshold", cfg(min_replicas=0, activation_queue_depth=5), obs(0, 0, 6), 1),
         ("no activation at threshold", cfg(min_replicas=0, activation_queue_depth=5), obs(0, 0, 5), 0),
@@ -211,9 +233,60 @@ def test_no_scale_to_zero_while_busy_or_unscrapable():
     assert decide(c, obs(0, 2, 0)).desired == 0
 
 
-def test_fallback_is_still_above_busy_pods():
-    d = decide(cfg(fallback_replicas=1, fallback_failure_threshold=1), obs(0, 5, None, busy_pods=3))
+def test_fallback_is_still_above_busy_pods_that_do_not_drain():
+    d = decide(cfg(fallback_replicas=1, fallback_failure_threshold=1), obs(0, 5, None, busy_pods=3, drains=False))
     assert d.desired == 3 and "busy" in d.reason
+    drained = decide(cfg(fallback_replicas=1, fallback_failure_threshold=1), obs(0, 5, None, busy_pods=3))
+    assert drained.desired == 1, drained.reason
+
+
+def test_spread_load_shrinks_to_what_utilization_needs():
+    """10 pods each holding a task, 15 of 100 slots busy, target 80 %, empty queue, the HPA's defaults:
+    the fleet goes to 2 once the scale-down window has passed (the busy-pod floor kept 10 for ever)."""
+    c = cfg(scale_up=DEFAULT_SCALE_UP, scale_down=DEFAULT_SCALE_DOWN, target_utilization=0.8)
+    history, current, seen = None, 10, []
+    for now in range(0, 1200, 5):
+        # the same 15 tasks spread over whatever pods there are: every pod holds at least one
+        o = obs(now, current, 0, busy_slots=15, slot_capacity=10 * current, busy_pods=current, scraped_pods=current)
+        d = decide(c, o, history)
+        history, current = d.history, d.desired
+        seen.append((now, current))
+    assert all(r == 10 for t, r in seen if t < 300), seen[:5]
+    assert next(t for t, r in seen if r < 10) == 300
+    assert seen[-1][1] == 2
+
+
+def test_fallback_honours_min_and_the_windows():
+    """min 2, fallbackReplicas 0, 20 replicas, three failed reads: not 0 at once, but 20 for the scale-down
+    window, then min 2 (a short Conductor outage does not empty the fleet)."""
+    c = cfg(min_replicas=2, fallback_replicas=0, scale_up=DEFAULT_SCALE_UP, scale_down=DEFAULT_SCALE_DOWN)
+    history, current = None, 20
+    for now in (0, 5, 10, 15, 20):
+        d = decide(c, obs(now, current, None), history)
+        history, current = d.history, d.desired
+        assert current == 20, d.reason
+    late = decide(c, obs(301, 20, None), history)
+    assert late.desired == 2 and "fallback" in late.reason, late.reason
+
+
+def test_fallback_up_goes_through_the_rate_policies_and_max():
+    c = cfg(fallback_replicas=30, fallback_failure_threshold=1, max_replicas=12, scale_up=DEFAULT_SCALE_UP)
+    d = decide(c, obs(0, 2, None))
+    assert d.desired == 6, d.reason  # +4 pods or +100 % per 15 s, whichever is more
+    d = decide(c, obs(16, 6, None), d.history)
+    assert d.desired == 12, d.reason  # doubled, clamped to max 12 (not 30)
+
+
+def test_unreachable_at_zero_stays_at_zero_without_fallback():
+    assert decide(cfg(min_replicas=0), obs(0, 0, None)).desired == 0
+    assert decide(cfg(min_replicas=3), obs(0, 0, None)).desired == 3  # min still holds
+    at_zero = decide(cfg(min_replicas=0, fallback_replicas=2, fallback_failure_threshold=1), obs(0, 0, None))
+    assert at_zero.desired == 2, at_zero.reason
+
+
+def test_waiting_tasks_are_reported_not_counted():
+    d = decide(cfg(min_replicas=0, cooldown_seconds=0), obs(0, 3, 0, waiting=20))
+    assert d.desired == 0 and "20 waiting" in d.reason, d.reason
 
 
 def test_history_is_pruned():
@@ -258,16 +331,13 @@ def test_decision_records_scale_events_for_rate_policies():
     assert not same.scaled and same.history.last_scale_time == 0
 
 
-def test_rate_policy_never_reverses_the_direction_after_a_fallback_jump():
-    c = cfg(fallback_replicas=10, scale_up=Rules(0, "Max", (Policy("Pods", 4, 60),)))
-    history, current = None, 1
-    for t in (0, 1, 2):  # three failed reads: fallback from 1 to 10 (+9 inside the 60 s period)
-        d = decide(c, obs(t, current, None), history)
-        history, current = d.history, d.desired
-    assert current == 10
-    # Reachable again and the queue asks for 15: the +9 already used the period's +4, so no more up,
-    # but never fewer than the 10 running.
-    up = decide(c, obs(3, 10, 150), history)
+def test_rate_policy_never_reverses_the_direction_after_an_activation_jump():
+    c = cfg(min_replicas=0, scale_up=Rules(0, "Max", (Policy("Pods", 4, 60),)))
+    d = decide(c, obs(0, 0, 100))  # activation skips the rate policies: 0 -> 10 inside the 60 s period
+    assert d.desired == 10
+    # The queue asks for 15: the +10 already used the period's +4, so no more up, but never fewer
+    # than the 10 running.
+    up = decide(c, obs(3, 10, 150), d.history)
     assert up.desired == 10, up.reason
 
 
