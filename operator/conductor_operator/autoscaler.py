@@ -323,7 +323,9 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
             return _finish(cfg, desired, f"{unreachable}: fallback to {fallback}", obs, history, {"fallback": fallback})
         if current == 0 and cfg.min_replicas == 0:
             return _finish(cfg, 0, f"{unreachable}: fallback to 0", obs, history, {"fallback": 0})
-        return _settle(cfg, obs, history, fallback, f"{unreachable}: fallback proposes {fallback}", {"fallback": fallback})
+        return _settle(
+            cfg, obs, history, fallback, f"{unreachable}: fallback proposes {fallback}", {"fallback": fallback}
+        )
     if history.failures:
         history = replace(history, failures=0)
 
