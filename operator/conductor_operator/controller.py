@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -31,6 +31,8 @@ from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, 
 from conductor_operator.status import (
     QUEUE_ONLY,
     SERVICE_MONITOR_CRD,
+    Evaluation,
+    MetricsVerdict,
     Problem,
     assemble_status,
     child_failure,
@@ -50,29 +52,50 @@ FULL_RESYNC_SECONDS = 300.0
 
 
 @dataclass
+class Applied:
+    """What the operator last applied of the children: whether the next step must apply them again."""
+
+    generation: int | None = None  # the Deployment's generation after our last apply
+    hash: str | None = None  # the spec hash of that Deployment
+    wanted_hash: tuple[int | None, str] | None = None  # (CR generation, spec hash of the Deployment it wants)
+    last_full: float = 0.0  # when every child was last applied
+    problems: tuple[Problem, ...] = ()  # children the API server refused at the last apply
+    pdb: bool | None = None  # whether our PodDisruptionBudget exists (None: unknown, e.g. after a restart)
+    service: bool | None = None  # whether our Service exists (deleted while metrics.enabled is false)
+    reconciled_generation: int | None = None  # the ConductorWorker generation the last full reconcile applied
+
+
+@dataclass
+class Scaling:
+    """The autoscaler's memory between evaluations."""
+
+    history: History | None = None  # None until the first evaluation, which seeds it (see decide)
+    desired: int | None = None
+    metrics: MetricsVerdict | None = None  # the last MetricsAvailable verdict (kept while no pod runs)
+    reachable: bool | None = None  # whether the last evaluation could read Conductor (Events on a change)
+    last: Evaluation | None = None  # the last evaluation, for status writes between evaluations
+
+
+@dataclass
+class Shown:
+    """What the user was last shown, so that only changes are written or announced."""
+
+    problems: tuple[str, ...] = ()  # reasons of the last Degraded problems (Events on a change)
+    status: dict[str, Any] = field(default_factory=dict)
+    rollout: dict[str, Any] | None = None  # the Deployment status the last status was built from
+    wake_on_rollout: bool = False  # no autoscaling: a Deployment status change wakes the loop at once
+
+
+@dataclass
 class State:
     """What the operator remembers about one ConductorWorker between steps (lost on restart: resume
     re-reads the Deployment and the status, and the autoscaler seeds its history from the current count)."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # set and awaited on kopf's event loop only
-    history: History | None = None  # None until the first evaluation, which seeds it (see decide)
-    desired: int | None = None
-    applied_generation: int | None = None  # the Deployment's generation after our last apply
-    applied_hash: str | None = None
-    last_full_apply: float = 0.0
-    problems: tuple[str, ...] = ()
-    apply_problems: tuple[Problem, ...] = ()  # children the API server refused at the last apply
-    pdb: bool | None = None  # whether our PodDisruptionBudget exists (None: unknown, e.g. after a restart)
-    service: bool | None = None  # whether our Service exists (deleted while metrics.enabled is false)
-    metrics: tuple[bool, str, str] | None = None  # the last MetricsAvailable verdict (kept while no pod runs)
-    reachable: bool | None = None
-    last_status: dict[str, Any] = field(default_factory=dict)
-    last_auto: dict[str, Any] | None = None  # the last autoscaler evaluation, for status writes between them
-    wanted_hash: tuple[int | None, str] | None = None  # (CR generation, spec hash of the Deployment it wants)
-    rollout: dict[str, Any] | None = None  # the Deployment status the last status was built from
-    wake_on_rollout: bool = False  # no autoscaling: a Deployment status change wakes the loop at once
-    reconciled_generation: int | None = None  # the ConductorWorker generation the last full reconcile applied
+    applied: Applied = field(default_factory=Applied)
+    scaling: Scaling = field(default_factory=Scaling)
+    shown: Shown = field(default_factory=Shown)
 
 
 class Controller:
@@ -114,8 +137,13 @@ class Controller:
         st = self._known(namespace, name)
         if st is None:
             return
-        drifted = generation is not None and generation != st.applied_generation
-        rolled = st.wake_on_rollout and rollout is not None and st.rollout is not None and rollout != st.rollout
+        drifted = generation is not None and generation != st.applied.generation
+        rolled = (
+            st.shown.wake_on_rollout
+            and rollout is not None
+            and st.shown.rollout is not None
+            and rollout != st.shown.rollout
+        )
         if drifted or rolled:
             st.wake.set()
 
@@ -125,7 +153,11 @@ class Controller:
         the first full step has ended there is nothing to wake: that step is the reconcile (and the loop
         does not pause when the generation moved during a step)."""
         st = self._known(namespace, name)
-        if st is not None and st.reconciled_generation is not None and generation != st.reconciled_generation:
+        if (
+            st is not None
+            and st.applied.reconciled_generation is not None
+            and generation != st.applied.reconciled_generation
+        ):
             st.wake.set()
 
     def wake_now(self, namespace: str, name: str) -> None:
@@ -145,15 +177,15 @@ class Controller:
         """spec.replicas without autoscaling; with it, the last decision (or the Deployment's count after
         a restart), clamped to the current bounds."""
         if not builders.autoscaling_enabled(spec):
-            st.desired = None
-            st.history = None  # re-enabled later, the autoscaler starts from the count it finds, as new
+            st.scaling.desired = None
+            st.scaling.history = None  # re-enabled later, the autoscaler starts from the count it finds, as new
             return builders.fixed_replicas(spec)
         cfg = config_from_spec(spec.get("autoscaling") or {})
-        if st.desired is None:
+        if st.scaling.desired is None:
             existing = ((deployment or {}).get("spec") or {}).get("replicas")
-            st.desired = int(existing) if existing is not None else cfg.min_replicas
-        st.desired = max(cfg.min_replicas, min(cfg.max_replicas, st.desired))
-        return st.desired
+            st.scaling.desired = int(existing) if existing is not None else cfg.min_replicas
+        st.scaling.desired = max(cfg.min_replicas, min(cfg.max_replicas, st.scaling.desired))
+        return st.scaling.desired
 
     # -- children --------------------------------------------------------------------------------
 
@@ -197,8 +229,8 @@ class Controller:
         failures: list[Problem] = []
         if not (body.get("status") or {}).get("observedGeneration"):
             # Never reconciled: no child of ours exists yet, and a DELETE of one would only answer 404.
-            st.service = False if st.service is None else st.service
-            st.pdb = False if st.pdb is None else st.pdb
+            st.applied.service = False if st.applied.service is None else st.applied.service
+            st.applied.pdb = False if st.applied.pdb is None else st.applied.pdb
             fresh = True
         else:
             fresh = False
@@ -207,15 +239,15 @@ class Controller:
         applied = self._child(failures, "apply", "Deployment", owner.name, lambda: self.kube.apply(dep_manifest))
         if applied is None:
             changed = False
-            st.applied_generation = None  # applied again at the next step
+            st.applied.generation = None  # applied again at the next step
         else:
             changed = deployment is None or applied["metadata"].get("generation") != deployment["metadata"].get(
                 "generation"
             )
-            st.applied_generation = applied["metadata"].get("generation")
-            st.applied_hash = dep_manifest["metadata"]["annotations"][builders.HASH_ANNOTATION]
+            st.applied.generation = applied["metadata"].get("generation")
+            st.applied.hash = dep_manifest["metadata"]["annotations"][builders.HASH_ANNOTATION]
         service = builders.service(owner, spec) if builders.service_wanted(spec) else None
-        st.service = self._converge(failures, st.service, service, "v1", "Service", owner)
+        st.applied.service = self._converge(failures, st.applied.service, service, "v1", "Service", owner)
         sm_crd = self.kube.crd_installed(SERVICE_MONITOR_CRD)
         if sm_crd:
             if builders.service_monitor_wanted(spec):
@@ -237,9 +269,9 @@ class Controller:
         # Deleted whenever not wanted (disabled, or one replica) unless we know it is gone: the
         # Deployment does not change when only podDisruptionBudget.enabled does.
         pdb = builders.pod_disruption_budget(owner, spec) if builders.pdb_wanted(spec, replicas) else None
-        st.pdb = self._converge(failures, st.pdb, pdb, "policy/v1", "PodDisruptionBudget", owner)
-        st.apply_problems = tuple(failures)
-        st.last_full_apply = self.clock()
+        st.applied.pdb = self._converge(failures, st.applied.pdb, pdb, "policy/v1", "PodDisruptionBudget", owner)
+        st.applied.problems = tuple(failures)
+        st.applied.last_full = self.clock()
         opmetrics.RECONCILES.labels(owner.namespace, owner.name, "changed" if changed else "unchanged").inc()
         if applied is None:
             return deployment
@@ -253,43 +285,43 @@ class Controller:
         """A full step of this generation is done: said once in the log (a user's `kubectl logs` shows each
         new spec taken), remembered so the loop does not do it again."""
         meta = body["metadata"]
-        st.reconciled_generation = meta.get("generation")
-        refused = ", ".join(p.reason for p in st.apply_problems)
+        st.applied.reconciled_generation = meta.get("generation")
+        refused = ", ".join(p.reason for p in st.applied.problems)
         log.info(
             "%s/%s: generation %s reconciled%s",
             meta["namespace"],
             meta["name"],
-            st.reconciled_generation,
+            st.applied.reconciled_generation,
             f" ({refused})" if refused else "",
         )
 
     def _needs_apply(self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> bool:
-        if deployment is None or st.applied_generation is None or st.apply_problems:
+        if deployment is None or st.applied.generation is None or st.applied.problems:
             return True  # missing, or a child was refused last time: try again at every step
-        if deployment["metadata"].get("generation") != st.applied_generation:
+        if deployment["metadata"].get("generation") != st.applied.generation:
             return True  # someone else changed the spec: put our fields back
         if (deployment["metadata"].get("annotations") or {}).get(builders.HASH_ANNOTATION) != self._wanted_hash(
             body, st
         ):
             return True
-        return self.clock() - st.last_full_apply > FULL_RESYNC_SECONDS
+        return self.clock() - st.applied.last_full > FULL_RESYNC_SECONDS
 
     def _wanted_hash(self, body: dict[str, Any], st: State) -> str:
         """The spec hash of the Deployment the ConductorWorker wants, built once per CR generation."""
         generation = body["metadata"].get("generation")
-        if st.wanted_hash is None or st.wanted_hash[0] != generation:
+        if st.applied.wanted_hash is None or st.applied.wanted_hash[0] != generation:
             manifest = builders.deployment(builders.Owner.from_body(body), body["spec"], None, self.config)
-            st.wanted_hash = (generation, manifest["metadata"]["annotations"][builders.HASH_ANNOTATION])
-        return st.wanted_hash[1]
+            st.applied.wanted_hash = (generation, manifest["metadata"]["annotations"][builders.HASH_ANNOTATION])
+        return st.applied.wanted_hash[1]
 
     def _deployment(self, ns: str, name: str, st: State, cached: Cached | None) -> dict[str, Any] | None:
         """The Deployment from the watch cache, or from the API server when there is no cache or it has not
         seen our last apply yet (a watch event lags the apply by a moment)."""
         if cached is not None:
             seen = cached.deployment
-            if seen is None and st.applied_generation is None:
+            if seen is None and st.applied.generation is None:
                 return None  # not watched and not applied by this process: it does not exist
-            if seen is not None and int(seen["metadata"].get("generation") or 0) >= (st.applied_generation or 0):
+            if seen is not None and int(seen["metadata"].get("generation") or 0) >= (st.applied.generation or 0):
                 return seen
         return self.kube.get("apps/v1", "Deployment", ns, name)
 
@@ -323,7 +355,9 @@ class Controller:
             cfg = config_from_spec(spec.get("autoscaling") or {})
             interval = float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5)
             observed = self._observe(body, interval, cached)
-            current = st.desired if st.desired is not None else int(deployment["spec"].get("replicas") or 0)
+            current = (
+                st.scaling.desired if st.scaling.desired is not None else int(deployment["spec"].get("replicas") or 0)
+            )
             pods = observed.pop("pods")
             scrape = observed.pop("scrape")
             caps = observed.pop("caps")
@@ -337,7 +371,7 @@ class Controller:
                 builders.sdk(spec),
             )
             if verdict is not None:
-                st.metrics = verdict
+                st.scaling.metrics = verdict
             obs = Observation(
                 now=self.clock(),
                 current_replicas=current,
@@ -351,17 +385,17 @@ class Controller:
                 # The runtime finishes what it holds on SIGTERM; another SDK's container may not (sidecar: #20).
                 drains=builders.is_runtime(spec),
             )
-            decision = decide(cfg, obs, st.history)
-            st.history = decision.history
+            decision = decide(cfg, obs, st.scaling.history)
+            st.scaling.history = decision.history
             reason = decision.reason
-            if st.metrics is not None and st.metrics[0] is False:  # "busy 0/0" would read as idle pods
-                reason += f" [{QUEUE_ONLY}: {st.metrics[1]}]"
+            if st.scaling.metrics is not None and st.scaling.metrics[0] is False:  # "busy 0/0" would read as idle pods
+                reason += f" [{QUEUE_ONLY}: {st.scaling.metrics[1]}]"
             direction = "none"
             if decision.desired != current:
                 direction = "up" if decision.desired > current else "down"
                 if direction == "down" and scrape.busy_pods:
                     protect_busy_pods(self.kube, ns, pods, scrape)
-                st.desired = decision.desired
+                st.scaling.desired = decision.desired
                 deployment = self.apply_children(body, st, deployment)
                 self.kube.event(body, "Normal", "Scaled", f"Scaled from {current} to {decision.desired}: {reason}")
                 log.info("%s/%s scaled %s -> %s: %s", ns, name, current, decision.desired, reason)
@@ -373,15 +407,15 @@ class Controller:
                 opmetrics.QUEUE_DEPTH.labels(ns, name, queue).set(depth)
             if scrape.errors:
                 opmetrics.SCRAPE_ERRORS.labels(ns, name).inc(len(scrape.errors))
-            auto = {
-                "depth": observed["depth"],
-                "error": observed["error"],
-                "busy": fleet.busy_slots,
-                "capacity": fleet.slot_capacity,
-                "reason": reason,
-                "scaled": decision.scaled,
-                "metrics": st.metrics,
-            }
+            auto = Evaluation(
+                depth=observed["depth"],
+                error=observed["error"],
+                busy=fleet.busy_slots,
+                capacity=fleet.slot_capacity,
+                reason=reason,
+                scaled=decision.scaled,
+                metrics=st.scaling.metrics,
+            )
             self._write_status(body, st, deployment, auto)
             if force:
                 self._reconciled(body, st)
@@ -420,54 +454,56 @@ class Controller:
     # -- status ----------------------------------------------------------------------------------
 
     def _write_status(
-        self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None, auto: dict[str, Any] | None
+        self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None, auto: Evaluation | None
     ) -> None:
         """Assemble the status (status.assemble_status), post the Events a change deserves, and patch it
         only when something other than a timestamp changed."""
         meta, spec = body["metadata"], body["spec"]
         ns, name = meta["namespace"], meta["name"]
         autoscaling = builders.autoscaling_enabled(spec)
-        st.wake_on_rollout = not autoscaling
-        st.rollout = dict((deployment or {}).get("status") or {})
-        if auto is None and autoscaling and st.last_auto is not None:
-            auto = {**st.last_auto, "scaled": False}
+        st.shown.wake_on_rollout = not autoscaling
+        st.shown.rollout = dict((deployment or {}).get("status") or {})
+        if auto is None and autoscaling and st.scaling.last is not None:
+            auto = replace(st.scaling.last, scaled=False)
         elif auto is not None:
-            st.last_auto = auto
+            st.scaling.last = auto
         problems = (
             spec_problems(spec, auth_secret(self.kube, spec, ns), self.kube.crd_installed(SERVICE_MONITOR_CRD))
-            + list(st.apply_problems)
+            + list(st.applied.problems)
             + deployment_problems(deployment)
         )
-        for type_, reason, message in problem_events(st.problems, problems):
+        for type_, reason, message in problem_events(st.shown.problems, problems):
             self.kube.event(body, type_, reason, message)
-        st.problems = tuple(p.reason for p in problems)
-        desired = st.desired if autoscaling and st.desired is not None else builders.fixed_replicas(spec)
+        st.shown.problems = tuple(p.reason for p in problems)
+        desired = (
+            st.scaling.desired if autoscaling and st.scaling.desired is not None else builders.fixed_replicas(spec)
+        )
         status = assemble_status(
             body,
             desired=desired,
             deployment=deployment,
             problems=problems,
             auto=auto,
-            spec_hash=st.applied_hash,
-            last_active=st.history.last_active if st.history is not None else None,
+            spec_hash=st.applied.hash,
+            last_active=st.scaling.history.last_active if st.scaling.history is not None else None,
             now=now_iso(),
         )
         opmetrics.CURRENT.labels(ns, name).set(status["replicas"])
         if not autoscaling:
             opmetrics.DESIRED.labels(ns, name).set(desired)
         if auto is not None:
-            reachable = auto["depth"] is not None
-            if st.reachable is not None and reachable != st.reachable:
+            reachable = auto.depth is not None
+            if st.scaling.reachable is not None and reachable != st.scaling.reachable:
                 self.kube.event(
                     body,
                     "Normal" if reachable else "Warning",
                     "ConductorReachable" if reachable else "ConductorUnreachable",
-                    "queue sizes read again" if reachable else auto["error"],
+                    "queue sizes read again" if reachable else auto.error,
                 )
-            st.reachable = reachable
+            st.scaling.reachable = reachable
         comparable = {k: v for k, v in status.items() if k != "conditions"}
         comparable["conditions"] = [dict(c) for c in status["conditions"]]
-        if comparable == st.last_status:
+        if comparable == st.shown.status:
             return
         self.kube.patch_status(ns, name, status)
-        st.last_status = comparable
+        st.shown.status = comparable

@@ -23,6 +23,25 @@ class Problem:
     message: str
 
 
+MetricsVerdict = tuple[bool | None, str, str]  # MetricsAvailable: (status, reason, message)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What one autoscaler evaluation saw and decided, as the status shows it.
+
+    depth: the server's queue sizes per queue key (None: Conductor could not be asked, error says why);
+    busy/capacity: the scraped slots; metrics: the MetricsAvailable verdict (None: no pod scraped yet)."""
+
+    depth: dict[str, int] | None
+    error: str
+    busy: int
+    capacity: int
+    reason: str
+    scaled: bool
+    metrics: MetricsVerdict | None
+
+
 def spec_problems(
     spec: dict[str, Any],
     secret_data: dict[str, str] | None,
@@ -219,13 +238,13 @@ def assemble_status(
     desired: int,
     deployment: dict[str, Any] | None,
     problems: list[Problem],
-    auto: dict[str, Any] | None,
+    auto: Evaluation | None,
     spec_hash: str | None,
     last_active: float | None,
     now: str,
 ) -> dict[str, Any]:
     """The status to merge-patch: replica counts, conditions and, with the autoscaler's last evaluation
-    (auto: depth, error, busy, capacity, reason, scaled, metrics), what it saw and decided.
+    (auto), what it saw and decided.
 
     Why merge-patch-shaped: keys set to None remove stale fields (e.g. queue numbers once autoscaling is
     off, a queue whose task left the spec)."""
@@ -268,33 +287,33 @@ def assemble_status(
         "specHash": spec_hash,
     }
     if auto is not None:
-        reachable = auto["depth"] is not None
+        reachable = auto.depth is not None
         conds.append(
             condition(
                 "ConductorReachable",
                 reachable,
                 "QueueDepthRead" if reachable else "QueueDepthUnavailable",
-                "queue sizes read" if reachable else auto["error"],
+                "queue sizes read" if reachable else auto.error,
                 now,
                 generation,
                 previous,
             )
         )
-        verdict = auto.get("metrics")
+        verdict = auto.metrics
         if verdict is None:
             verdict = (None, "NoPodsScraped", "no running pod to read /metrics from yet")
         conds.append(condition("MetricsAvailable", *verdict, now, generation, previous))
-        status["lastDecisionReason"] = auto["reason"][:1000]
+        status["lastDecisionReason"] = auto.reason[:1000]
         metered = verdict[0] is True
-        status["busySlots"] = auto["busy"] if metered else None
-        status["slotCapacity"] = auto["capacity"] if metered else None
-        status["utilization"] = utilization_text(auto["busy"], auto["capacity"]) if metered else None
-        depth, total = queue_depth_status((body.get("status") or {}).get("queueDepth"), auto["depth"], queue_keys(spec))
+        status["busySlots"] = auto.busy if metered else None
+        status["slotCapacity"] = auto.capacity if metered else None
+        status["utilization"] = utilization_text(auto.busy, auto.capacity) if metered else None
+        depth, total = queue_depth_status((body.get("status") or {}).get("queueDepth"), auto.depth, queue_keys(spec))
         if depth is not None:
             status["queueDepth"] = depth
         if total is not None:
             status["totalQueueDepth"] = total
-        if auto["scaled"]:
+        if auto.scaled:
             status["lastScaleTime"] = now
         if last_active is not None:
             status["lastActiveTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_active))

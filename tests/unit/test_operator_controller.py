@@ -504,12 +504,12 @@ def test_a_deployment_rollout_wakes_the_loop_of_a_worker_without_autoscaling_onl
         step(spec)
         st = ctl.state(NS, "orders")
         generation = kube.deployment()["metadata"].get("generation")
-        ctl.wake(NS, "orders", generation, dict(st.rollout or {}))  # our own apply, nothing moved
+        ctl.wake(NS, "orders", generation, dict(st.shown.rollout or {}))  # our own apply, nothing moved
         assert not st.wake.is_set()
         ctl.wake(NS, "orders", generation, {"replicas": 2, "readyReplicas": 2})
         assert st.wake.is_set() is woken
         st.wake.clear()
-        ctl.wake(NS, "orders", (generation or 0) + 1, dict(st.rollout or {}))  # someone edited the spec
+        ctl.wake(NS, "orders", (generation or 0) + 1, dict(st.shown.rollout or {}))  # someone edited the spec
         assert st.wake.is_set()
 
 
@@ -524,11 +524,11 @@ def test_a_new_generation_wakes_the_loop_and_only_a_full_step_marks_it_reconcile
         assert ctl._known(NS, "orders") is None
         run(spec, force=False)
         st = ctl.state(NS, "orders")
-        assert st.reconciled_generation is None, "a resync or autoscale step is not a full reconcile"
+        assert st.applied.reconciled_generation is None, "a resync or autoscale step is not a full reconcile"
         ctl.spec_changed(NS, "orders", 1)  # e.g. kopf's finalizer patch while the first full step runs
         assert not st.wake.is_set()
         run(spec, force=True)
-        assert st.reconciled_generation == 1
+        assert st.applied.reconciled_generation == 1
         ctl.spec_changed(NS, "orders", 1)  # our own status patch
         assert not st.wake.is_set()
         ctl.spec_changed(NS, "orders", 2)  # a new spec
@@ -537,4 +537,4 @@ def test_a_new_generation_wakes_the_loop_and_only_a_full_step_marks_it_reconcile
         newer = body(replicas=3) if step == "reconcile" else body(autoscaling=autoscaling(minReplicas=3))
         newer["metadata"]["generation"] = 2
         run(newer, force=True)
-        assert st.reconciled_generation == 2 and kube.deployment()["spec"]["replicas"] == 3
+        assert st.applied.reconciled_generation == 2 and kube.deployment()["spec"]["replicas"] == 3
