@@ -27,7 +27,8 @@ from conductor_operator.autoscaler import History, Observation, config_from_spec
 from conductor_operator.config import Config
 from conductor_operator.deletion_cost import protect_busy_pods
 from conductor_operator.kube import Kube, auth_secret, conductor_credentials, now_iso
-from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets, serving
+from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets, queue_key, serving
+from conductor_operator.readiness import PendingTaskSource, Readiness, readiness
 from conductor_operator.status import (
     QUEUE_ONLY,
     SERVICE_MONITOR_CRD,
@@ -41,7 +42,7 @@ from conductor_operator.status import (
     problem_events,
     spec_problems,
 )
-from conductor_operator.taskdefs import TaskDefSource, pod_caps
+from conductor_operator.taskdefs import TaskDefSource, TaskLimits, pod_caps
 from conductor_operator.watched import Cached
 from worker_runtime.client import ConductorError
 
@@ -98,6 +99,20 @@ class State:
     shown: Shown = field(default_factory=Shown)
 
 
+@dataclass(frozen=True)
+class Observed:
+    """One evaluation's reads: Conductor's queues (None: unreachable, error says why), what of them a pod
+    could start now, the task definitions' pod caps, and the pods with their scrape."""
+
+    depth: dict[str, int] | None
+    readiness: Readiness | None
+    caps: dict[str, int]
+    error: str
+    note: str  # why waiting tasks could not be told apart ("" when they could)
+    pods: list[dict[str, Any]]
+    scrape: ScrapeResult
+
+
 class Controller:
     def __init__(
         self,
@@ -107,6 +122,7 @@ class Controller:
         scraper: Scraper | None = None,
         clock: Callable[[], float] = time.time,
         taskdefs: TaskDefSource | None = None,
+        pending: PendingTaskSource | None = None,
     ) -> None:
         """config: the operator's settings (defaults when None); clock: wall time of the autoscaler's
         history and of the resync interval (tests pass a fake)."""
@@ -115,6 +131,7 @@ class Controller:
         self.queues = queues or QueueDepthSource()
         self.scraper = scraper or Scraper()
         self.taskdefs = taskdefs or TaskDefSource()
+        self.pending = pending or PendingTaskSource()
         self.clock = clock
         self._states: dict[tuple[str, str], State] = {}
         self._lock = threading.Lock()
@@ -358,9 +375,7 @@ class Controller:
             current = (
                 st.scaling.desired if st.scaling.desired is not None else int(deployment["spec"].get("replicas") or 0)
             )
-            pods = observed.pop("pods")
-            scrape = observed.pop("scrape")
-            caps = observed.pop("caps")
+            pods, scrape = observed.pods, observed.scrape
             fleet = serving(scrape, pods)
             verdict = metrics_verdict(
                 builders.metrics_enabled(spec),
@@ -375,13 +390,14 @@ class Controller:
             obs = Observation(
                 now=self.clock(),
                 current_replicas=current,
-                queue_depth=observed["depth"],
+                queue_depth=observed.readiness.ready if observed.readiness is not None else None,
                 busy_slots=fleet.busy_slots,
                 slot_capacity=fleet.slot_capacity,
                 busy_pods=len(fleet.busy_pods),
                 scraped_pods=len(fleet.metered),  # pods without busy slots are not utilization samples
                 scrape_errors=len(fleet.errors),
-                task_caps=caps,
+                task_caps=observed.caps,
+                waiting=observed.readiness.total_waiting if observed.readiness is not None else 0,
                 # The runtime finishes what it holds on SIGTERM; another SDK's container may not (sidecar: #20).
                 drains=builders.is_runtime(spec),
             )
@@ -390,6 +406,8 @@ class Controller:
             reason = decision.reason
             if st.scaling.metrics is not None and st.scaling.metrics[0] is False:  # "busy 0/0" would read as idle pods
                 reason += f" [{QUEUE_ONLY}: {st.scaling.metrics[1]}]"
+            if observed.note:
+                reason += f" [{observed.note}]"
             direction = "none"
             if decision.desired != current:
                 direction = "up" if decision.desired > current else "down"
@@ -403,13 +421,16 @@ class Controller:
             opmetrics.DESIRED.labels(ns, name).set(decision.desired)
             opmetrics.BUSY.labels(ns, name).set(fleet.busy_slots)
             opmetrics.CAPACITY.labels(ns, name).set(fleet.slot_capacity)
-            for queue, depth in (observed["depth"] or {}).items():
+            for queue, depth in (observed.depth or {}).items():
                 opmetrics.QUEUE_DEPTH.labels(ns, name, queue).set(depth)
+            for queue, ready in (observed.readiness.ready if observed.readiness is not None else {}).items():
+                opmetrics.READY_TASKS.labels(ns, name, queue).set(ready)
             if scrape.errors:
                 opmetrics.SCRAPE_ERRORS.labels(ns, name).inc(len(scrape.errors))
             auto = Evaluation(
-                depth=observed["depth"],
-                error=observed["error"],
+                depth=observed.depth,
+                ready=sum(observed.readiness.ready.values()) if observed.readiness is not None else None,
+                error=observed.error,
                 busy=fleet.busy_slots,
                 capacity=fleet.slot_capacity,
                 reason=reason,
@@ -422,14 +443,15 @@ class Controller:
 
     # -- observation -----------------------------------------------------------------------------
 
-    def _observe(self, body: dict[str, Any], interval: float, cached: Cached | None) -> dict[str, Any]:
+    def _observe(self, body: dict[str, Any], interval: float, cached: Cached | None) -> Observed:
         meta, spec = body["metadata"], body["spec"]
         ns, name = meta["namespace"], meta["name"]
         conductor = spec.get("conductor") or {}
         queues = [(t["name"], t.get("domain") or None) for t in spec.get("tasks") or []]
         depth: dict[str, int] | None = None
+        ready: Readiness | None = None
         caps: dict[str, int] = {}
-        error = ""
+        error = note = ""
         try:
             key_id, key_secret = conductor_credentials(self.kube, spec, ns)
             depth = self.queues.depths(conductor["serverUrl"], queues, interval * 0.9, key_id, key_secret)
@@ -438,18 +460,46 @@ class Controller:
             opmetrics.CONDUCTOR_ERRORS.labels(ns, name).inc()
             log.warning("%s/%s: queue depth unavailable: %s", ns, name, error)
         else:
+            limits: dict[str, TaskLimits] = {}
             try:  # limits only cap; without them the queue depth still scales the fleet
                 limits = self.taskdefs.limits(conductor["serverUrl"], [q for q, _ in queues], key_id, key_secret)
                 caps = pod_caps(spec.get("tasks") or [], limits)
             except (ConductorError, requests.RequestException, ValueError) as exc:
                 log.info("%s/%s: task definitions unavailable: %s", ns, name, exc)
+            ready, note = self._readiness(conductor["serverUrl"], queues, depth, limits, interval, key_id, key_secret)
         pods = cached.pods if cached is not None else self.kube.list("v1", "Pod", ns, builders.selector_string(name))
         if builders.metrics_enabled(spec):
             targets = pod_targets(pods, builders.metrics_port(spec), builders.metrics_path(spec))
             scrape = self.scraper.scrape(targets, builders.task_slots(spec))
         else:  # nothing to read: queue depth alone (status says so)
             scrape = ScrapeResult({}, {})
-        return {"depth": depth, "caps": caps, "error": error, "pods": pods, "scrape": scrape}
+        return Observed(depth, ready, caps, error, note, pods, scrape)
+
+    def _readiness(
+        self,
+        url: str,
+        queues: list[tuple[str, str | None]],
+        depth: dict[str, int],
+        limits: dict[str, TaskLimits],
+        interval: float,
+        key_id: str | None,
+        key_secret: str | None,
+    ) -> tuple[Readiness, str]:
+        """The queued tasks a pod could start within one interval (readiness.py), and a note when the
+        server would not tell them apart (then every queued task counts, as the plain queue size)."""
+        types = {queue_key(t, d): t for t, d in queues}
+        nonempty = sorted({types[q] for q, n in depth.items() if n > 0})
+        note = ""
+        try:
+            scans = self.pending.scans(url, nonempty, interval * 0.9, key_id, key_secret) if nonempty else {}
+        except (ConductorError, requests.RequestException, ValueError) as exc:
+            log.info("pending tasks of %s unavailable: %s", url, exc)
+            scans, note = {}, "waiting tasks not told apart: pending-task list unavailable"
+        refused = self.pending.refused(url, key_id, key_secret)
+        if refused is not None and nonempty:
+            note = f"waiting tasks not told apart: GET /admin/task refused (HTTP {refused})"
+        exec_limits = {n: lim.concurrent_exec_limit for n, lim in limits.items() if lim.concurrent_exec_limit}
+        return readiness(depth, scans, types, exec_limits, self.clock() * 1000.0, interval), note
 
     # -- status ----------------------------------------------------------------------------------
 

@@ -97,6 +97,7 @@ def cleanup(**_: Any) -> None:
         _controller.scraper.close()
         _controller.queues.close()
         _controller.taskdefs.close()
+        _controller.pending.close()
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)

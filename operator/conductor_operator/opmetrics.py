@@ -12,6 +12,12 @@ _CW = ["namespace", "name"]
 QUEUE_DEPTH = Gauge(
     "conductor_operator_queue_depth", "Tasks waiting in a Conductor queue", [*_CW, "queue"], registry=REGISTRY
 )
+READY_TASKS = Gauge(
+    "conductor_operator_ready_tasks",
+    "Queued tasks a worker could start now (the autoscaler's backlog; not those waiting out a callback or retry delay)",
+    [*_CW, "queue"],
+    registry=REGISTRY,
+)
 DESIRED = Gauge("conductor_operator_desired_replicas", "Replicas the operator wants", _CW, registry=REGISTRY)
 CURRENT = Gauge("conductor_operator_current_replicas", "Replicas of the worker Deployment", _CW, registry=REGISTRY)
 BUSY = Gauge("conductor_operator_busy_slots", "Busy worker slots seen in the last scrape", _CW, registry=REGISTRY)
@@ -39,6 +45,6 @@ def forget(namespace: str, name: str) -> None:
     for metric in (DESIRED, CURRENT, BUSY, CAPACITY, SCRAPE_ERRORS, CONDUCTOR_ERRORS):
         with contextlib.suppress(KeyError):
             metric.remove(namespace, name)
-    for metric in (QUEUE_DEPTH, DECISIONS, RECONCILES):
+    for metric in (QUEUE_DEPTH, READY_TASKS, DECISIONS, RECONCILES):
         for labels in [k for k in list(metric._metrics) if k[:2] == (namespace, name)]:
             metric.remove(*labels)

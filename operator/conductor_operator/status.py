@@ -34,6 +34,7 @@ class Evaluation:
     busy/capacity: the scraped slots; metrics: the MetricsAvailable verdict (None: no pod scraped yet)."""
 
     depth: dict[str, int] | None
+    ready: int | None  # of the queued tasks, those a pod could start now (the autoscaler's backlog)
     error: str
     busy: int
     capacity: int
@@ -313,6 +314,7 @@ def assemble_status(
             status["queueDepth"] = depth
         if total is not None:
             status["totalQueueDepth"] = total
+        status["readyTasks"] = auto.ready
         if auto.scaled:
             status["lastScaleTime"] = now
         if last_active is not None:
@@ -323,6 +325,6 @@ def assemble_status(
         )
         if not autoscaling:
             # Without the autoscaler the operator does not ask Conductor: do not show stale numbers.
-            status.update({"queueDepth": None, "totalQueueDepth": None, "utilization": None})
+            status.update({"queueDepth": None, "totalQueueDepth": None, "readyTasks": None, "utilization": None})
     status["conditions"] = conds
     return status

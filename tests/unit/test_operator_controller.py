@@ -17,6 +17,7 @@ from conductor_operator import builders
 from conductor_operator.config import Config
 from conductor_operator.controller import Controller
 from conductor_operator.observe import PodMetrics, ScrapeResult, parse_metrics
+from conductor_operator.readiness import Pending, Scan
 from conductor_operator.taskdefs import TaskLimits
 from conductor_operator.watched import Cached, slim_deployment, slim_pod
 from worker_runtime.client import ConductorError
@@ -161,6 +162,27 @@ class FakeTaskDefs:
         pass
 
 
+class FakePending:
+    """PendingTaskSource stand-in: scans per task type, or a refusal status for the whole server."""
+
+    def __init__(self) -> None:
+        self.by_type: dict[str, Scan] = {}
+        self.refusal: int | None = None
+        self.asked: list[list[str]] = []
+
+    def scans(self, url, task_types, max_age, key_id=None, key_secret=None, now=None) -> dict[str, Scan]:
+        self.asked.append(list(task_types))
+        if self.refusal is not None:
+            return {}
+        return {t: self.by_type[t] for t in task_types if t in self.by_type}
+
+    def refused(self, url, key_id=None, key_secret=None) -> int | None:
+        return self.refusal
+
+    def close(self) -> None:
+        pass
+
+
 def body(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None, **spec_kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "conductor": {"serverUrl": "http://conductor:8080/api"},
@@ -191,7 +213,7 @@ def world():
         queues,
         scraper,
         clock,
-        Controller(kube, Config(), queues, scraper, clock=clock, taskdefs=FakeTaskDefs()),
+        Controller(kube, Config(), queues, scraper, clock=clock, taskdefs=FakeTaskDefs(), pending=FakePending()),
     )
 
 
@@ -471,7 +493,9 @@ def watched(kube: FakeKube) -> Cached:
 
 def test_loop_steps_read_the_deployment_and_pods_from_the_watches_not_the_api_server():
     kube, queues = CountingKube(), FakeQueues({"resize": 0})
-    ctl = Controller(kube, Config(), queues, FakeScraper(), clock=FakeClock(), taskdefs=FakeTaskDefs())
+    ctl = Controller(
+        kube, Config(), queues, FakeScraper(), clock=FakeClock(), taskdefs=FakeTaskDefs(), pending=FakePending()
+    )
     cw = body(autoscaling=autoscaling())
     ctl.reconcile(cw, cached=Cached(None, []))  # a new CR: nothing watched, nothing read, nothing deleted
     assert kube.reads == [] and kube.deleted == []
@@ -485,7 +509,9 @@ def test_loop_steps_read_the_deployment_and_pods_from_the_watches_not_the_api_se
 
 def test_a_watch_that_has_not_seen_our_apply_yet_is_not_trusted():
     kube = CountingKube()
-    ctl = Controller(kube, Config(), FakeQueues(), FakeScraper(), clock=FakeClock(), taskdefs=FakeTaskDefs())
+    ctl = Controller(
+        kube, Config(), FakeQueues(), FakeScraper(), clock=FakeClock(), taskdefs=FakeTaskDefs(), pending=FakePending()
+    )
     cw = body()
     ctl.reconcile(cw, cached=Cached(None, []))
     assert kube.deployment() is not None
@@ -499,7 +525,9 @@ def test_a_deployment_rollout_wakes_the_loop_of_a_worker_without_autoscaling_onl
     resync; an autoscaling one steps every polling interval anyway and is not woken by rollouts."""
     for spec, woken in ((body(replicas=2), True), (body(autoscaling=autoscaling()), False)):
         kube = FakeKube()
-        ctl = Controller(kube, Config(), FakeQueues({"resize": 0}), FakeScraper(), FakeClock(), FakeTaskDefs())
+        ctl = Controller(
+            kube, Config(), FakeQueues({"resize": 0}), FakeScraper(), FakeClock(), FakeTaskDefs(), FakePending()
+        )
         step = ctl.autoscale if woken is False else ctl.reconcile
         step(spec)
         st = ctl.state(NS, "orders")
@@ -518,7 +546,9 @@ def test_a_new_generation_wakes_the_loop_and_only_a_full_step_marks_it_reconcile
     a spec edit wakes it; the status patches the operator writes itself (same generation) do not."""
     for spec, step in ((body(replicas=2), "reconcile"), (body(autoscaling=autoscaling()), "autoscale")):
         kube = FakeKube()
-        ctl = Controller(kube, Config(), FakeQueues({"resize": 0}), FakeScraper(), FakeClock(), FakeTaskDefs())
+        ctl = Controller(
+            kube, Config(), FakeQueues({"resize": 0}), FakeScraper(), FakeClock(), FakeTaskDefs(), FakePending()
+        )
         run = getattr(ctl, step)
         ctl.spec_changed(NS, "orders", 1)  # no step ran yet (the daemon's first step is a full one): no state
         assert ctl._known(NS, "orders") is None
@@ -538,3 +568,45 @@ def test_a_new_generation_wakes_the_loop_and_only_a_full_step_marks_it_reconcile
         newer["metadata"]["generation"] = 2
         run(newer, force=True)
         assert st.applied.reconciled_generation == 2 and kube.deployment()["spec"]["replicas"] == 3
+
+
+def test_tasks_waiting_out_a_callback_are_not_backlog_and_the_fleet_goes_to_zero(world):
+    """20 tasks returned IN_PROGRESS with callbackAfterSeconds 40: Conductor's queue says 20 the whole
+    wait; they are waiting, not backlog, so the fleet scales to zero, and comes back when they are due."""
+    kube, queues, _, clock, ctl = world
+    queues.depths_by_queue = {"resize": 20}
+    now_ms = clock() * 1000
+    cw = body(autoscaling=autoscaling(minReplicas=0, cooldownSeconds=0), replicas=None)
+    ctl.pending.by_type = {"resize": Scan(tuple(Pending("resize", False, now_ms) for _ in range(20)), True)}
+    ctl.autoscale(cw, force=True)
+    assert kube.deployment()["spec"]["replicas"] == 2, last_status(kube)["lastDecisionReason"]
+    # the workers took them and handed them back with callbackAfterSeconds 40
+    clock.now += 5
+    waiting = tuple(Pending("resize", False, now_ms + 45_000) for _ in range(20))
+    ctl.pending.by_type = {"resize": Scan(waiting, complete=True)}
+    ctl.autoscale(cw)
+    status = last_status(kube)
+    assert kube.deployment()["spec"]["replicas"] == 0, status["lastDecisionReason"]
+    assert status["totalQueueDepth"] == 20 and status["readyTasks"] == 0
+    assert "20 waiting" in status["lastDecisionReason"]
+    assert ctl.pending.asked == [["resize"], ["resize"]]
+    clock.now += 38  # due within the next interval: a pod started now is up when they are
+    ctl.autoscale(cw)
+    assert kube.deployment()["spec"]["replicas"] == 2, last_status(kube)["lastDecisionReason"]
+    assert last_status(kube)["readyTasks"] == 20
+
+
+def test_a_server_that_refuses_the_pending_list_counts_every_queued_task_and_says_so(world):
+    kube, queues, _, _, ctl = world
+    queues.depths_by_queue = {"resize": 20}
+    ctl.pending.refusal = 403
+    ctl.autoscale(body(autoscaling=autoscaling(minReplicas=0, cooldownSeconds=0), replicas=None), force=True)
+    status = last_status(kube)
+    assert kube.deployment()["spec"]["replicas"] == 2 and status["readyTasks"] == 20
+    assert "waiting tasks not told apart" in status["lastDecisionReason"] and "403" in status["lastDecisionReason"]
+
+
+def test_empty_queues_ask_for_no_pending_list(world):
+    _, _, _, _, ctl = world
+    ctl.autoscale(body(autoscaling=autoscaling()), force=True)
+    assert ctl.pending.asked == []
