@@ -7,6 +7,7 @@ collection behave as in a cluster; `teststack.node` adds the scheduler and a rea
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import ssl
 import subprocess
@@ -20,14 +21,15 @@ from teststack.netsetup import KUBERNETES_VIP, SERVICE_CIDR
 
 ETCD, APISERVER, CONTROLLER_MANAGER = "etcd", "kube-apiserver", "kube-controller-manager"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the CN aggregated API servers accept proxied requests from
 
 
 def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def cert(pki: Path, name: str, subject: str, ext: str) -> None:
-    """A key and a certificate signed by the stack's CA."""
+def cert(pki: Path, name: str, subject: str, ext: str, ca: str = "ca") -> None:
+    """A key and a certificate signed by the stack's CA (or another CA of the directory)."""
     (pki / f"{name}.ext").write_text(ext)
     _openssl(
         "req",
@@ -49,9 +51,9 @@ def cert(pki: Path, name: str, subject: str, ext: str) -> None:
         "-in",
         f"{name}.csr",
         "-CA",
-        "ca.crt",
+        f"{ca}.crt",
         "-CAkey",
-        "ca.key",
+        f"{ca}.key",
         "-CAcreateserial",
         "-days",
         "3650",
@@ -64,13 +66,25 @@ def cert(pki: Path, name: str, subject: str, ext: str) -> None:
 
 
 def ensure_pki(cfg: StackConfig) -> Path:
-    """CA, serving cert, admin client cert (system:masters) and the service-account key pair."""
+    """CA, serving cert, admin client cert (system:masters), the service-account key pair and the
+    aggregation layer's front-proxy CA and client cert (each generated if missing)."""
     pki = cfg.run_dir / "pki"
-    if (pki / "admin.crt").exists():
+    if (pki / "admin.crt").exists() and (pki / f"{FRONT_PROXY_CLIENT}.crt").exists():
         return pki
     if not shutil.which("openssl"):
         raise procs.StackError("openssl is missing: run `bash scripts/setup.sh` (apt-get install openssl)")
     pki.mkdir(parents=True, exist_ok=True)
+    # Two processes starting the stack at once (test sessions) must not interleave their openssl runs.
+    with (pki / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (pki / "admin.crt").exists():
+            _base_pki(pki)
+        if not (pki / f"{FRONT_PROXY_CLIENT}.crt").exists():
+            _front_proxy_pki(pki)
+    return pki
+
+
+def _base_pki(pki: Path) -> None:
     _openssl(
         "req",
         "-x509",
@@ -97,7 +111,36 @@ def ensure_pki(cfg: StackConfig) -> Path:
     cert(pki, "admin", "/O=system:masters/CN=cwo-admin", "extendedKeyUsage=clientAuth\n")
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
-    return pki
+
+
+def _front_proxy_pki(pki: Path) -> None:
+    """The client cert the API server presents when it proxies to an aggregated API (e.g. KEDA's
+    external metrics); extension servers trust it through the requestheader CA, kept apart from the
+    client CA so that this cert cannot act as a user, as kubeadm does. Written after the base PKI, so a
+    stack started before the aggregation layer gets it on its next start."""
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "front-proxy-ca.key",
+        "-out",
+        "front-proxy-ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=cwo-front-proxy-ca",
+        cwd=pki,
+    )
+    cert(
+        pki,
+        FRONT_PROXY_CLIENT,
+        f"/CN={FRONT_PROXY_CLIENT}",
+        "extendedKeyUsage=clientAuth\n",
+        ca="front-proxy-ca",
+    )
 
 
 def write_kubeconfig(cfg: StackConfig, pki: Path, path: Path | None = None, user: str = "admin") -> Path:
@@ -177,6 +220,17 @@ def _apiserver_argv(cfg: StackConfig, binary: str, pki: Path) -> list[str]:
         f"--service-account-signing-key-file={pki / 'sa.key'}",
         "--enable-priority-and-fairness=false",
         "--endpoint-reconciler-type=none",
+        # The aggregation layer (APIServices such as KEDA's external metrics): the API server proxies
+        # with the front-proxy cert and passes the user in these headers. No kube-proxy runs, so it
+        # sends to the Service's endpoint address instead of its ClusterIP.
+        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-username-headers=X-Remote-User",
+        f"--proxy-client-cert-file={pki / f'{FRONT_PROXY_CLIENT}.crt'}",
+        f"--proxy-client-key-file={pki / f'{FRONT_PROXY_CLIENT}.key'}",
+        "--enable-aggregator-routing=true",
     ]
 
 
