@@ -188,7 +188,7 @@ async def loop(
             else ctl.config.resync_seconds
         )
         generation = (body.get("metadata") or {}).get("generation")
-        fresh = state.reconciled_generation != generation
+        fresh = state.applied.reconciled_generation != generation
         cached = snapshot(worker_deployments, worker_pods, namespace, name)
         try:
             if autoscaling:
