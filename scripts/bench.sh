@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: `bash scripts/bench.sh workers|memory|all [--size N] [--rounds R] [--out DIR] [...]`
 # (`--help` lists every option). Results: bench/results/*.json, *.md, *.png; see bench/README.md.
+# `bash scripts/bench.sh autoscalers [--traces ...] [--contenders ...] [--time-scale F]` (its own `--help`):
+# the autoscaler head-to-head on replayed traces, on the full local stack (Conductor, control plane, node).
 #
 # Prepares, cached in ~/.cache/conductor-worker-operator: the project's venv (scripts/setup.sh), a
 # benchmark-only venv (matplotlib, psutil, requests; never the project's dependencies) and the
@@ -23,6 +25,13 @@ venv() {  # venv DIR STAMP PACKAGES...
 
 [[ -x "$VENV/bin/conductor-worker" ]] || bash "$CWO_ROOT/scripts/setup.sh"
 venv "$BENCH_VENV" bench-v1 matplotlib psutil requests
+
+if [[ "${1:-}" == "autoscalers" ]]; then  # needs the whole stack, and neither the SDK nor the Go loop
+  "$VENV/bin/python" "$CWO_ROOT/scripts/stack.py" up
+  cd "$CWO_CACHE"
+  exec "$BENCH_VENV/bin/python" "$CWO_ROOT/bench/run.py" "$@"
+fi
+
 venv "$SDK_VENV" "sdk-$SDK_VERSION" "conductor-python==$SDK_VERSION" psutil
 
 # The compiled bare loop (contender ceiling-go), rebuilt when its source changes.
@@ -35,6 +44,9 @@ if [[ ! -f "$CEILING_STAMP" ]]; then
   rm -f "$CWO_CACHE"/bench-bin/.ceiling-go-*
   touch "$CEILING_STAMP"
 fi
+
+# KEDA (the autoscaler `autoscalers` compares the operator with) is built for that command only.
+[[ "${1:-}" == "autoscalers" ]] && bash "$CWO_ROOT/scripts/build-keda.sh"
 
 server_given=0
 for arg in "$@"; do [[ "$arg" == --server-url* ]] && server_given=1; done
