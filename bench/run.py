@@ -1,20 +1,26 @@
 """Run the benchmarks: `python bench/run.py workers|memory|all [--size N] [--rounds R] [--out DIR]`.
 
-Use `bash scripts/bench.sh ...`, which prepares the virtualenvs and the server first.
+Use `bash scripts/bench.sh ...`, which prepares the virtualenvs and the server first. `autoscalers`
+(bench/autoscalers.py, its own options: `scripts/bench.sh autoscalers --help`) runs in the project's venv,
+which has the Kubernetes client this benchmark-only venv lacks.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
-from common import BENCH_DIR, Pythons, Server, log, machine, write_json
+from common import BENCH_DIR, CACHE, Pythons, Server, log, machine, write_json
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["autoscalers"]:
+        return subprocess.call([str(CACHE / "venv" / "bin" / "python"), str(BENCH_DIR / "autoscalers.py"), *argv[1:]])
     parser = argparse.ArgumentParser(prog="scripts/bench.sh", description=__doc__)
-    parser.add_argument("which", choices=["workers", "memory", "all"])
+    parser.add_argument("which", choices=["workers", "memory", "all", "autoscalers"])
     parser.add_argument("--size", type=int, default=5000, help="workflows per throughput run (default 5000)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=10, help="slots / threads per task type (default 10)")
