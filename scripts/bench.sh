@@ -27,6 +27,16 @@ venv() {  # venv DIR STAMP PACKAGES...
 venv "$BENCH_VENV" bench-v1 matplotlib psutil requests
 
 if [[ "${1:-}" == "autoscalers" ]]; then  # needs the whole stack, and neither the SDK nor the Go loop
+  # KEDA (the autoscaler the operator is compared with) is built for this command only, and not when
+  # --contenders leaves both KEDA contenders out.
+  contenders=operator,keda-default,keda-tuned prev= help=0
+  for arg in "$@"; do
+    [[ "$prev" == --contenders ]] && contenders=$arg
+    [[ "$arg" == --contenders=* ]] && contenders=${arg#--contenders=}
+    [[ "$arg" == -h || "$arg" == --help ]] && help=1
+    prev=$arg
+  done
+  if ((help == 0)) && [[ "$contenders" == *keda* ]]; then bash "$CWO_ROOT/scripts/build-keda.sh"; fi
   "$VENV/bin/python" "$CWO_ROOT/scripts/stack.py" up
   cd "$CWO_CACHE"
   exec "$BENCH_VENV/bin/python" "$CWO_ROOT/bench/run.py" "$@"
@@ -44,9 +54,6 @@ if [[ ! -f "$CEILING_STAMP" ]]; then
   rm -f "$CWO_CACHE"/bench-bin/.ceiling-go-*
   touch "$CEILING_STAMP"
 fi
-
-# KEDA (the autoscaler `autoscalers` compares the operator with) is built for that command only.
-[[ "${1:-}" == "autoscalers" ]] && bash "$CWO_ROOT/scripts/build-keda.sh"
 
 server_given=0
 for arg in "$@"; do [[ "$arg" == --server-url* ]] && server_given=1; done
