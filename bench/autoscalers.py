@@ -320,8 +320,8 @@ def run_trace(args: argparse.Namespace, cfg: Any, api: Any, name: str, info: dic
         "trace": {
             "tasks": trace.tasks,
             "length_s": trace.length_s,
-            "arrivals_per_10s": traces.per_bin(trace, 10.0 * args.time_scale),
-            "bin_s": 10.0 * args.time_scale,
+            "arrivals_per_bin": traces.per_bin(trace, trace.length_s / 60),
+            "bin_s": trace.length_s / 60,
         },
     }
     try:
