@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from teststack import conductor, images, kube, netsetup, node, procs
+from teststack import conductor, images, keda, kube, netsetup, node, procs
 from teststack.config import load
 
 
@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     images_cmd.add_argument("--no-pause", action="store_true", help="skip the pause image (needs k8s.io/kubernetes)")
     images_cmd.add_argument("--examples", action="store_true", help="also the SDK examples' images (go, mvn, npm)")
     sub.add_parser("down", help="stop every process the stack started")
+    keda_cmd = sub.add_parser("keda", help="KEDA on the running stack (built by scripts/build-keda.sh), for benchmarks")
+    keda_cmd.add_argument("action", choices=["up", "down"])
     sub.add_parser("status", help="say what is running")
     sub.add_parser("env", help="print shell exports for kubectl, helm and the Conductor URL")
     args = parser.parse_args(argv)
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             with ThreadPoolExecutor(1) as pool:
                 stopping = pool.submit(_timed, conductor.stop, cfg)
+                keda.stop_processes(cfg)
                 node.stop(cfg)
                 t_node = time.monotonic() - t0
                 kube.stop(cfg)
@@ -72,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"down: node {t_node:.1f} s, control plane {t_kube:.1f} s, Conductor {t_conductor:.1f} s (alongside)",
                 file=sys.stderr,
             )
+        elif args.command == "keda":
+            if args.action == "up":
+                if not kube.healthy(cfg):
+                    raise procs.StackError("the API server is down: `bash scripts/stack.sh up` first")
+                keda.start(cfg, cfg.kubeconfig)
+                print(f"KEDA {keda.version()}: APIService {keda.APISERVICE} Available", file=sys.stderr)
+            else:
+                keda.stop(cfg)
         elif args.command == "status":
             print(f"conductor        {'up' if conductor.healthy(cfg) else 'down'}  {cfg.conductor_url}")
             print(f"kube-apiserver   {'up' if kube.healthy(cfg) else 'down'}  {cfg.apiserver_url}")
@@ -80,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in (node.SCHEDULER, node.CONTAINERD):
                 print(f"{name:<16} {'up' if procs.running_pid(cfg.run_dir, name) else 'down'}")
             print(f"kubelet          {'up' if node.healthy(cfg) else 'down'}  node {node.NODE_NAME}")
+            if procs.running_pid(cfg.run_dir, keda.OPERATOR) or procs.running_pid(cfg.run_dir, keda.ADAPTER):
+                print(f"keda             {'up' if keda.healthy(cfg) else 'down'}")
         elif args.command == "env":
             print(f"export KUBECONFIG={cfg.kubeconfig}")
             print(f"export PATH={cfg.tools_bin}:$PATH")
