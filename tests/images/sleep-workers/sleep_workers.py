@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import time
 
-from worker_runtime import worker_task
+from worker_runtime import TaskInProgress, get_task_context, worker_task
 
 
 def _sleeper(task: str):
     @worker_task(task_definition_name=task, thread_count=4)
-    def sleep(millis: int = 300) -> dict:
+    def sleep(millis: int = 300, callback_after: int = 0) -> dict | TaskInProgress:
+        """callback_after > 0: the first run hands the task back for that many seconds (the README's
+        TaskInProgress pattern), the next one sleeps and completes."""
+        if callback_after > 0 and get_task_context().poll_count <= 1:
+            return TaskInProgress(callback_after_seconds=callback_after, output={"waited_for": callback_after})
         time.sleep(millis / 1000)
         return {"slept_ms": millis, "pod": os.environ.get("HOSTNAME", "")}
 
