@@ -57,6 +57,11 @@ class Config:
     secret_ttl_seconds: float = 60.0
     """CWO_SECRET_TTL_SECONDS: how long a complete authSecretRef Secret is reused before it is read again
     (a rotated key reaches the queue-depth calls within this time; a missing one is read at every step)."""
+    activation_poll_seconds: float = 1.0
+    """CWO_ACTIVATION_POLL_SECONDS: how often a fleet at zero replicas looks at its queues between
+    evaluations (0: only at its pollingIntervalSeconds). Cheap: one queue-size request per Conductor server
+    and period, shared by every ConductorWorker; a changed backlog runs a full evaluation at once, so the
+    first pod starts about a second after the first task, not up to one polling interval later."""
     kubeconfig: str | None = None
     """KUBECONFIG: the kubeconfig used outside a cluster (in a pod, the in-cluster credentials win)."""
 
@@ -81,6 +86,7 @@ class Config:
             watch_server_timeout=_number(env, "CWO_WATCH_SERVER_TIMEOUT", int, d.watch_server_timeout),
             default_worker_image=env.get("CWO_DEFAULT_WORKER_IMAGE") or d.default_worker_image,
             secret_ttl_seconds=_number(env, "CWO_SECRET_TTL_SECONDS", float, d.secret_ttl_seconds),
+            activation_poll_seconds=_number(env, "CWO_ACTIVATION_POLL_SECONDS", float, d.activation_poll_seconds),
             kubeconfig=env.get("KUBECONFIG") or None,
         )
 

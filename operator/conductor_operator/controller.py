@@ -75,6 +75,7 @@ class Scaling:
     metrics: MetricsVerdict | None = None  # the last MetricsAvailable verdict (kept while no pod runs)
     reachable: bool | None = None  # whether the last evaluation could read Conductor (Events on a change)
     last: Evaluation | None = None  # the last evaluation, for status writes between evaluations
+    queued: int | None = None  # the queues' total size at the last evaluation (the activation watch's baseline)
 
 
 @dataclass
@@ -403,6 +404,7 @@ class Controller:
             )
             decision = decide(cfg, obs, st.scaling.history)
             st.scaling.history = decision.history
+            st.scaling.queued = sum(observed.depth.values()) if observed.depth is not None else None
             reason = decision.reason
             if st.scaling.metrics is not None and st.scaling.metrics[0] is False:  # "busy 0/0" would read as idle pods
                 reason += f" [{QUEUE_ONLY}: {st.scaling.metrics[1]}]"
@@ -440,6 +442,26 @@ class Controller:
             self._write_status(body, st, deployment, auto)
             if force:
                 self._reconciled(body, st)
+
+    def activation_due(self, body: dict[str, Any]) -> bool:
+        """Between evaluations of a fleet at zero: whether its queues hold more than at the last evaluation
+        (and more than the activation threshold), so the next evaluation should run now. Reads only the
+        shared queue sizes; the evaluation decides whether those tasks are ready (a task waiting out a
+        callback changes nothing here and waits for the regular interval)."""
+        meta, spec = body["metadata"], body["spec"]
+        st = self.state(meta["namespace"], meta["name"])
+        if st.scaling.desired != 0 or st.scaling.queued is None:
+            return False
+        period = max(0.5, self.config.activation_poll_seconds)
+        queues = [(t["name"], t.get("domain") or None) for t in spec.get("tasks") or []]
+        try:
+            key_id, key_secret = conductor_credentials(self.kube, spec, meta["namespace"])
+            depth = self.queues.depths(spec["conductor"]["serverUrl"], queues, period * 0.9, key_id, key_secret)
+        except (ConductorError, requests.RequestException, ValueError, KeyError):
+            return False  # the evaluation at the interval reports it
+        total = sum(depth.values())
+        threshold = int((spec.get("autoscaling") or {}).get("activationQueueDepth") or 0)
+        return total > threshold and total != st.scaling.queued
 
     # -- observation -----------------------------------------------------------------------------
 

@@ -610,3 +610,37 @@ def test_empty_queues_ask_for_no_pending_list(world):
     _, _, _, _, ctl = world
     ctl.autoscale(body(autoscaling=autoscaling()), force=True)
     assert ctl.pending.asked == []
+
+
+def test_a_fleet_at_zero_is_woken_when_its_queue_grows_not_by_tasks_that_wait(world):
+    """The activation watch between evaluations: only the shared queue sizes, and only a change counts."""
+    kube, queues, _, clock, ctl = world
+    cw = body(autoscaling=autoscaling(minReplicas=0, cooldownSeconds=0), replicas=None)
+    ctl.autoscale(cw, force=True)
+    assert kube.deployment()["spec"]["replicas"] == 0
+    assert ctl.activation_due(cw) is False  # nothing queued
+    queues.depths_by_queue = {"resize": 3}
+    assert ctl.activation_due(cw) is True
+    # 20 tasks waiting out a callback: seen by the evaluation, they do not wake the fleet again
+    now_ms = clock() * 1000
+    ctl.pending.by_type = {"resize": Scan(tuple(Pending("resize", False, now_ms + 60_000) for _ in range(20)), True)}
+    queues.depths_by_queue = {"resize": 20}
+    ctl.autoscale(cw)
+    assert kube.deployment()["spec"]["replicas"] == 0
+    assert ctl.activation_due(cw) is False
+    queues.depths_by_queue = {"resize": 21}  # one more arrives
+    assert ctl.activation_due(cw) is True
+    ctl.pending.by_type = {}
+    ctl.autoscale(cw)  # activated: the watch is off while the fleet runs
+    assert kube.deployment()["spec"]["replicas"] > 0
+    assert ctl.activation_due(cw) is False
+
+
+def test_the_activation_watch_respects_the_activation_threshold(world):
+    _, queues, _, _, ctl = world
+    cw = body(autoscaling=autoscaling(minReplicas=0, cooldownSeconds=0, activationQueueDepth=5), replicas=None)
+    ctl.autoscale(cw, force=True)
+    queues.depths_by_queue = {"resize": 5}
+    assert ctl.activation_due(cw) is False
+    queues.depths_by_queue = {"resize": 6}
+    assert ctl.activation_due(cw) is True
