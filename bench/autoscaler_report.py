@@ -75,8 +75,8 @@ def markdown(data: dict[str, Any]) -> str:
     replay = data.get("replay") or {}
     lines += [
         "",
-        f"Replay: arrivals late by p50 {_fmt(replay.get('lateness_p50_s'), 3)} s, p99 "
-        f"{_fmt(replay.get('lateness_p99_s'), 3)} s; failed starts {replay.get('start_errors') or 0}. "
+        f"Replay: start calls late by p50 {_fmt(replay.get('lateness_p50_s'), 3)} s, p99 "
+        f"{_fmt(replay.get('lateness_p99_s'), 3)} s; failed starts {sum((replay.get('start_errors') or {}).values())}. "
         "θ: how far supply missed demand (% of demand), τ: for how long (% of time), jitter: supply changes "
         "minus demand changes per hour (bench/elasticity.py).",
     ]
