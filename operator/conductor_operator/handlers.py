@@ -166,12 +166,13 @@ async def _pause_at_zero(
     within about a second instead of up to one polling interval)."""
     period = ctl.config.activation_poll_seconds
     deadline = asyncio.get_running_loop().time() + seconds
-    while not stopped and not wake.is_set():
+    while not stopped:
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
             return
-        await _pause(stopped, wake, min(period, left))
-        if stopped or left <= period:
+        woken = wake.is_set()
+        await _pause(stopped, wake, min(period, left))  # clears the wake: a set one returns at once
+        if woken or stopped or left <= period:
             return
         if await _step(ctl.activation_due, plain(body)):
             return

@@ -257,14 +257,19 @@ def test_a_domain_fleet_at_zero_is_activated_by_its_domain_queue(
     conductor_client.register_task_defs([task_def(task)])
     wf = unique("cwo_domain_wf")
     conductor_client.register_workflow(linear_workflow(wf, [(task, "t", {"millis": "${workflow.input.millis}"})]))
-    manifest = worker(
-        "blue", task, stack.pod_conductor_url, {"minReplicas": 0, "maxReplicas": 2}, task_extra={"domain": "blue"}
-    )
+    # A long polling interval: activation comes from the activation watch (about a second), not from it.
+    auto = {"minReplicas": 0, "maxReplicas": 2, "pollingIntervalSeconds": 15}
+    manifest = worker("blue", task, stack.pod_conductor_url, auto, task_extra={"domain": "blue"})
     kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
     fleet = Fleet("blue", namespace, k8s_api, kubectl)
-    wait_for(lambda: fleet.replicas() == 0, 30, "idle at zero")
+    wait_for(lambda: fleet.replicas() == 0 and fleet.status().get("desiredReplicas") == 0, 30, "idle at zero")
+    time.sleep(1)
+    started = time.monotonic()
     wid = conductor_client.start_workflow(wf, {"millis": 100}, task_to_domain={task: "blue"})
-    st = wait_for(lambda: (fleet.replicas() or 0) > 0 and fleet.status(), INTERVAL + SLACK + 2, "activation")
+    wait_for(lambda: (fleet.replicas() or 0) > 0, 5, "activation by the domain queue", interval=0.1)
+    activated = time.monotonic() - started
+    assert activated <= 3.0, f"activated {activated:.1f}s after the task (polling interval 15 s)"
+    st = wait_for(lambda: (s := fleet.status()).get("desiredReplicas") and s, 5, "status after activation")
     assert f"blue:{task}" in (st.get("queueDepth") or {}), st
     wf_done = wait_workflow_done(conductor_client, wid, 60)
     assert wf_done["status"] == "COMPLETED" and wf_done["tasks"][0]["domain"] == "blue"
