@@ -51,10 +51,15 @@ class Rules:
     policies: tuple[Policy, ...]
 
 
-# The HPA defaults: scale up at once (+100% or +4 pods per 15 s, whichever is more); scale down only to
-# the highest recommendation of the last 5 minutes, any amount per 15 s.
+# Scale up as the HPA does by default: at once, +100% or +4 pods per 15 s, whichever is more. Scale down to
+# the highest recommendation of the last 60 s (the HPA's default window is 300 s), any amount per 15 s. Why
+# shorter: the HPA's window guards against removing pods that are busy or slow to come back; these workers
+# finish what they hold before they leave, the metrics are exact counts (busy slots, ready tasks), and a fleet
+# at zero is woken within a second, so holding a peak for 5 minutes only costs replicas (bench/README.md,
+# "Autoscalers head to head"). 60 s is also Knative's stable window. HPA_SCALE_DOWN is the HPA's own default.
 DEFAULT_SCALE_UP = Rules(0, "Max", (Policy("Pods", 4, 15), Policy("Percent", 100, 15)))
-DEFAULT_SCALE_DOWN = Rules(300, "Max", (Policy("Percent", 100, 15),))
+DEFAULT_SCALE_DOWN = Rules(60, "Max", (Policy("Percent", 100, 15),))
+HPA_SCALE_DOWN = Rules(300, "Max", (Policy("Percent", 100, 15),))
 
 
 @dataclass(frozen=True)

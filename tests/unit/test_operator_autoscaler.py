@@ -7,6 +7,7 @@ import pytest
 from conductor_operator.autoscaler import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
+    HPA_SCALE_DOWN,
     Config,
     History,
     Observation,
@@ -170,8 +171,8 @@ def test_noisy_load_does_not_flap():
     assert all(r == 5 for r in result), result  # the window holds the peak: no up/down churn
 
 
-def test_default_behaviour_matches_the_hpa():
-    c = cfg(scale_up=DEFAULT_SCALE_UP, scale_down=DEFAULT_SCALE_DOWN, max_replicas=100)
+def test_hpa_behaviour_with_the_hpas_window():
+    c = cfg(scale_up=DEFAULT_SCALE_UP, scale_down=HPA_SCALE_DOWN, max_replicas=100)
     # Up: max(+4 pods, +100%) per 15 s: from 1 -> 5 at once, then doubling per period.
     history = History()
     d = decide(c, obs(0, 1, 1000), history)
@@ -243,7 +244,7 @@ def test_fallback_is_still_above_busy_pods_that_do_not_drain():
 def test_spread_load_shrinks_to_what_utilization_needs():
     """10 pods each holding a task, 15 of 100 slots busy, target 80 %, empty queue, the HPA's defaults:
     the fleet goes to 2 once the scale-down window has passed (the busy-pod floor kept 10 for ever)."""
-    c = cfg(scale_up=DEFAULT_SCALE_UP, scale_down=DEFAULT_SCALE_DOWN, target_utilization=0.8)
+    c = cfg(scale_up=DEFAULT_SCALE_UP, scale_down=HPA_SCALE_DOWN, target_utilization=0.8)
     history, current, seen = None, 10, []
     for now in range(0, 1200, 5):
         # the same 15 tasks spread over whatever pods there are: every pod holds at least one
@@ -259,7 +260,7 @@ def test_spread_load_shrinks_to_what_utilization_needs():
 def test_fallback_honours_min_and_the_windows():
     """min 2, fallbackReplicas 0, 20 replicas, three failed reads: not 0 at once, but 20 for the scale-down
     window, then min 2 (a short Conductor outage does not empty the fleet)."""
-    c = cfg(min_replicas=2, fallback_replicas=0, scale_up=DEFAULT_SCALE_UP, scale_down=DEFAULT_SCALE_DOWN)
+    c = cfg(min_replicas=2, fallback_replicas=0, scale_up=DEFAULT_SCALE_UP, scale_down=HPA_SCALE_DOWN)
     history, current = None, 20
     for now in (0, 5, 10, 15, 20):
         d = decide(c, obs(now, current, None), history)
@@ -407,3 +408,14 @@ def test_an_unlimited_task_type_is_not_capped_by_a_limited_one():
     o = Observation(now=0, current_replicas=1, queue_depth={"limited": 500, "free": 100}, task_caps={"limited": 2})
     d = decide(cfg(), o)
     assert d.desired == 12, d.reason  # (2 pods x 10 of 'limited' + 100 of 'free') / 10
+
+
+def test_the_default_scale_down_window_is_60_s():
+    """Shorter than the HPA's 300 s: the workers drain before they leave and a fleet at zero wakes in a second."""
+    assert DEFAULT_SCALE_DOWN.stabilization_window_seconds == 60
+    assert config_from_spec({}).scale_down == DEFAULT_SCALE_DOWN
+    c = cfg(scale_up=DEFAULT_SCALE_UP, scale_down=DEFAULT_SCALE_DOWN)
+    d = decide(c, obs(0, 10, 0), History(recommendations=((0, 10),)))
+    assert d.desired == 10
+    assert decide(c, obs(59, 10, 0), d.history).desired == 10
+    assert decide(c, obs(61, 10, 0), d.history).desired == 1
