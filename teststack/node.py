@@ -182,8 +182,12 @@ def healthy(cfg: StackConfig) -> bool:
 
 
 def start(cfg: StackConfig, kubeconfig: Path, timeout: float = 120) -> None:
-    """Bridge, containerd with the node's images, kube-scheduler and the kubelet; waits for Ready."""
+    """Bridge, containerd with the node's images, kube-scheduler and the kubelet; waits for Ready. On a node
+    that already runs, only the images: those whose sources changed are built again and loaded (a running
+    stack kept serving the operator image of the code it started with)."""
     if healthy(cfg) and procs.running_pid(cfg.run_dir, SCHEDULER):
+        built = images.Images(cfg)
+        built.load(built.all(), ctr(cfg))
         return
     check_host()
     for name in (KUBELET, SCHEDULER, CONTAINERD):
