@@ -327,7 +327,9 @@ def test_conductor_unreachable_falls_back_reports_and_recovers(
         to_fallback = time.monotonic() - blackholed
         # the step scales the Deployment, then writes the status: a read between the two sees the last one
         obj = wait_for(
-            lambda: (o := reachable("False")()) and "fallback to 2" in o["status"].get("lastDecisionReason", "") and o,
+            lambda: (
+                (o := reachable("False")()) and "fallback proposes 2" in o["status"].get("lastDecisionReason", "") and o
+            ),
             15,
             "ConductorReachable=False and the fallback in the status",
         )
