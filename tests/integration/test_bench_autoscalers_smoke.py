@@ -45,7 +45,8 @@ def test_autoscalers_operator_on_a_short_step_trace(kubeconfig, conductor_url, n
     assert r["first_pod_s"] is not None and 0 < r["first_pod_s"] < 60  # the fleet starts at zero
     for key in ("theta_u", "tau_u", "tau_o"):
         assert 0 <= r[key] <= 100, (key, r[key])
-    assert r["theta_o"] >= 0 and r["tau_u"] > 0  # a fleet at zero when the first task arrives is under
+    # τU may be 0: the operator's activation watch can scale from zero between two 1-s samples
+    assert r["theta_o"] >= 0
     assert data["end_s"] >= data["trace"]["length_s"]
     assert len(r["samples"]) >= data["end_s"] * 0.8 and len(r["demand"]) == len(r["samples"])
     assert max(r["demand"]) >= 1 and r["samples"][0]["replicas"] == 0
