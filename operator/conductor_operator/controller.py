@@ -100,6 +100,11 @@ class State:
     shown: Shown = field(default_factory=Shown)
 
 
+def spec_queues(spec: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """The (task type, domain) queues a ConductorWorker serves."""
+    return [(t["name"], t.get("domain") or None) for t in spec.get("tasks") or []]
+
+
 @dataclass(frozen=True)
 class Observed:
     """One evaluation's reads: Conductor's queues (None: unreachable, error says why), what of them a pod
@@ -453,14 +458,14 @@ class Controller:
         if st.scaling.desired != 0 or st.scaling.queued is None:
             return False
         period = max(0.5, self.config.activation_poll_seconds)
-        queues = [(t["name"], t.get("domain") or None) for t in spec.get("tasks") or []]
+        queues = spec_queues(spec)
         try:
             key_id, key_secret = conductor_credentials(self.kube, spec, meta["namespace"])
             depth = self.queues.depths(spec["conductor"]["serverUrl"], queues, period * 0.9, key_id, key_secret)
         except (ConductorError, requests.RequestException, ValueError, KeyError):
             return False  # the evaluation at the interval reports it
         total = sum(depth.values())
-        threshold = int((spec.get("autoscaling") or {}).get("activationQueueDepth") or 0)
+        threshold = config_from_spec(spec.get("autoscaling") or {}).activation_queue_depth
         return total > threshold and total != st.scaling.queued
 
     # -- observation -----------------------------------------------------------------------------
@@ -469,7 +474,7 @@ class Controller:
         meta, spec = body["metadata"], body["spec"]
         ns, name = meta["namespace"], meta["name"]
         conductor = spec.get("conductor") or {}
-        queues = [(t["name"], t.get("domain") or None) for t in spec.get("tasks") or []]
+        queues = spec_queues(spec)
         depth: dict[str, int] | None = None
         ready: Readiness | None = None
         caps: dict[str, int] = {}
