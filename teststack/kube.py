@@ -84,23 +84,16 @@ def ensure_pki(cfg: StackConfig) -> Path:
     return pki
 
 
-def _base_pki(pki: Path) -> None:
+def _ca(pki: Path, name: str, subject: str) -> None:
+    """A self-signed CA, <name>.key and <name>.crt, valid for ten years."""
     _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=cwo-local-ca",
-        cwd=pki,
-    )
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt",
+        "-days", "3650", "-subj", subject, cwd=pki,
+    )  # fmt: skip
+
+
+def _base_pki(pki: Path) -> None:
+    _ca(pki, "ca", "/CN=cwo-local-ca")
     cert(
         pki,
         "apiserver",
@@ -118,22 +111,7 @@ def _front_proxy_pki(pki: Path) -> None:
     external metrics); extension servers trust it through the requestheader CA, kept apart from the
     client CA so that this cert cannot act as a user, as kubeadm does. Written after the base PKI, so a
     stack started before the aggregation layer gets it on its next start."""
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "front-proxy-ca.key",
-        "-out",
-        "front-proxy-ca.crt",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=cwo-front-proxy-ca",
-        cwd=pki,
-    )
+    _ca(pki, "front-proxy-ca", "/CN=cwo-front-proxy-ca")
     cert(
         pki,
         FRONT_PROXY_CLIENT,
