@@ -45,35 +45,6 @@ REFERENCE = {
 GOALS = {"scale_up_s": "<= one polling interval", "activation_s": 5, "changes_per_10min": 2}
 
 
-def task_def(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "retryCount": 0,
-        "retryLogic": "FIXED",
-        "retryDelaySeconds": 0,
-        "timeoutSeconds": 0,
-        "responseTimeoutSeconds": 60,
-        "ownerEmail": "bench@example.com",
-    }
-
-
-def workflow_def(name: str, task: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "version": 1,
-        "schemaVersion": 2,
-        "ownerEmail": "bench@example.com",
-        "tasks": [
-            {
-                "name": task,
-                "taskReferenceName": "t",
-                "type": "SIMPLE",
-                "inputParameters": {"millis": "${workflow.input.millis}"},
-            }
-        ],
-    }
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         from kubernetes import client
@@ -116,9 +87,11 @@ class Bench:
         for key in keys:
             self.tasks[key] = f"bench_as_{key}_{self.tag}"
             self.workflows[key] = f"bench_as_{key}_wf_{self.tag}"
-        self.conductor.register_task_defs([task_def(t) for t in self.tasks.values()])
+        self.conductor.register_task_defs(
+            [opbench.sleep_task_def(t, retry_count=0, response_timeout=60) for t in self.tasks.values()]
+        )
         for key in keys:
-            self.conductor.register_workflow(workflow_def(self.workflows[key], self.tasks[key]))
+            self.conductor.register_workflow(opbench.sleep_workflow_def(self.workflows[key], self.tasks[key]))
         out = Path(self.args.out)
         self.op = OperatorProcess(
             self.cfg.kubeconfig, [self.ns], out / "logs" / "autoscaler-operator.log", env={"CWO_RESYNC_SECONDS": "10"}

@@ -38,38 +38,6 @@ from teststack import images
 MODULE = "sleep_workers"  # tests/images/sleep-workers: a task per name in CWO_SLEEP_TASKS, sleeping input "millis"
 
 
-def task_def(name: str) -> dict[str, Any]:
-    """Retries on, so a task lost with a pod re-runs (and is counted) instead of failing its workflow;
-    the response timeout is above the longest task (30 s)."""
-    return {
-        "name": name,
-        "retryCount": 2,
-        "retryLogic": "FIXED",
-        "retryDelaySeconds": 0,
-        "timeoutSeconds": 0,
-        "responseTimeoutSeconds": 40,
-        "ownerEmail": "bench@example.com",
-    }
-
-
-def workflow_def(name: str, task: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "version": 1,
-        "schemaVersion": 2,
-        "ownerEmail": "bench@example.com",
-        "timeoutSeconds": 0,
-        "tasks": [
-            {
-                "name": task,
-                "taskReferenceName": "t",
-                "type": "SIMPLE",
-                "inputParameters": {"millis": "${workflow.input.millis}"},
-            }
-        ],
-    }
-
-
 class Sampler:
     """Reads one contender's Deployment, pods and queue every `interval` seconds, in a thread."""
 
@@ -153,8 +121,10 @@ class Run:
             ns = opbench.new_namespace(self.api, f"bench-as-{name}")
             w = self.workload(name, ns)
             self.workloads[name] = w
-            self.conductor.register_task_defs([task_def(w.task)])
-            self.conductor.register_workflow(workflow_def(w.workflow, w.task))
+            # Retries on, so a task lost with a pod re-runs (and is counted) instead of failing its workflow;
+            # the response timeout is above the longest task (30 s).
+            self.conductor.register_task_defs([opbench.sleep_task_def(w.task, retry_count=2, response_timeout=40)])
+            self.conductor.register_workflow(opbench.sleep_workflow_def(w.workflow, w.task))
         for name, w in self.workloads.items():
             c = contenders.make(name, w, self.cfg, self.api, log_dir)
             self.running[name] = c

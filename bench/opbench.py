@@ -263,6 +263,38 @@ def wait_no_foreign_operator(api, timeout: float = 600) -> list[str]:
 # -- output -------------------------------------------------------------------------------------------
 
 
+def sleep_task_def(name: str, retry_count: int, response_timeout: int) -> dict[str, Any]:
+    """The task definition of the sleep-workers image's task type, for the autoscaler benchmarks."""
+    return {
+        "name": name,
+        "retryCount": retry_count,
+        "retryLogic": "FIXED",
+        "retryDelaySeconds": 0,
+        "timeoutSeconds": 0,
+        "responseTimeoutSeconds": response_timeout,
+        "ownerEmail": "bench@example.com",
+    }
+
+
+def sleep_workflow_def(name: str, task: str) -> dict[str, Any]:
+    """A one-task workflow whose task sleeps for the workflow's input `millis`."""
+    return {
+        "name": name,
+        "version": 1,
+        "schemaVersion": 2,
+        "ownerEmail": "bench@example.com",
+        "timeoutSeconds": 0,
+        "tasks": [
+            {
+                "name": task,
+                "taskReferenceName": "t",
+                "type": "SIMPLE",
+                "inputParameters": {"millis": "${workflow.input.millis}"},
+            }
+        ],
+    }
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
