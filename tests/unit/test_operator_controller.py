@@ -644,3 +644,27 @@ def test_the_activation_watch_respects_the_activation_threshold(world):
     assert ctl.activation_due(cw) is False
     queues.depths_by_queue = {"resize": 6}
     assert ctl.activation_due(cw) is True
+
+
+@pytest.mark.parametrize(("sdk", "kept"), [("java", 3), ("python", None)])
+def test_pods_that_do_not_drain_keep_their_busy_pods_and_runtime_pods_leave(world, sdk, kept):
+    """Every pod holds one task, 3 of 12 slots busy: utilization wants 1. Runtime pods drain on SIGTERM, so
+    two busy ones may leave; an SDK's pods may not drain (no sidecar yet), so the busy ones stay."""
+    kube, _, scraper, _, ctl = world
+    auto = autoscaling(targetUtilization=80, scaleDown={"stabilizationWindowSeconds": 0})
+    if sdk == "python":
+        cw = body(tasks=[{"name": "get-inventory", "concurrency": 4}], autoscaling=auto)
+    else:
+        cw = sdk_body(sdk, metrics={"path": "/prom"}, autoscaling=auto)
+    kube.apply(builders.deployment(builders.Owner("orders", NS, "uid-1"), cw["spec"], 3, Config()))
+    for name in "abc":
+        kube.add_pod(name, f"10.0.2.{ord(name)}")
+        scraper.pages[name] = (
+            'active_workers{taskType="get-inventory"} 1.0\ntask_poll_total{taskType="get-inventory"} 9\n'
+        )
+    ctl.autoscale(cw)
+    reason = last_status(kube)["lastDecisionReason"]
+    if kept:
+        assert kube.deployment()["spec"]["replicas"] == kept and "kept 3 for busy workers" in reason, reason
+    else:
+        assert kube.deployment()["spec"]["replicas"] == 1 and "kept" not in reason, reason
