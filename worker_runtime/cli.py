@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from typing import Any
 
@@ -157,7 +158,86 @@ def build_parser() -> argparse.ArgumentParser:
         type=_log_level,
         help="DEBUG, INFO, WARNING or ERROR (env CONDUCTOR_WORKER_LOG_LEVEL, default INFO)",
     )
+    _sidecar_parser(sub)
     return parser
+
+
+SIDECAR_EPILOG = """\
+The sidecar of a worker written with any Conductor SDK (the operator adds it as a native sidecar).
+Point the worker's server URL at http://127.0.0.1:<port>/api; the sidecar forwards every request to
+CONDUCTOR_SERVER_URL (with the Orkes token from CONDUCTOR_AUTH_KEY/_SECRET when set), gives polls their
+domain, caps them at each task's concurrency, and serves the pod's busy slots on /metrics. The worker
+container's preStop hook calls GET http://<pod>:<metrics-port>/drain.
+
+  CONDUCTOR_SIDECAR_TASKS  JSON list of {"name", "domain", "concurrency"} (a ConductorWorker's spec.tasks)
+"""
+
+
+def _sidecar_parser(sub: Any) -> None:
+    side = sub.add_parser(
+        "sidecar",
+        help="proxy a worker written with any SDK: domains, concurrency, busy slots, drain, crash recovery",
+        epilog=SIDECAR_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    side.add_argument("--server-url", help="Conductor API base URL (env CONDUCTOR_SERVER_URL)")
+    side.add_argument(
+        "--port",
+        type=_number(int, 1, 65535),
+        default=os.environ.get("CONDUCTOR_SIDECAR_PORT", "7700"),
+        help="loopback port the worker talks to (env CONDUCTOR_SIDECAR_PORT, default 7700)",
+    )
+    side.add_argument(
+        "--metrics-port",
+        type=_number(int, 1, 65535),
+        default=os.environ.get("CONDUCTOR_WORKER_METRICS_PORT", "7701"),
+        help="port of /metrics, /healthz, /readyz and /drain (env CONDUCTOR_WORKER_METRICS_PORT, default 7701)",
+    )
+    side.add_argument(
+        "--drain-timeout",
+        type=_number(float, 0),
+        default=os.environ.get("CONDUCTOR_WORKER_DRAIN_TIMEOUT", "25"),
+        help="seconds /drain waits for the pod's tasks to finish (env CONDUCTOR_WORKER_DRAIN_TIMEOUT, default 25)",
+    )
+    side.add_argument("--tasks", default=os.environ.get("CONDUCTOR_SIDECAR_TASKS", "[]"), help="see below")
+    side.add_argument("--worker-id", default=os.environ.get("POD_NAME") or socket.gethostname())
+    side.add_argument("--json-logs", action="store_true", default=_env_flag(side, "CONDUCTOR_WORKER_JSON_LOGS", False))
+    side.add_argument("--log-level", default=os.environ.get("CONDUCTOR_WORKER_LOG_LEVEL", "INFO"), type=_log_level)
+
+
+def run_sidecar(args: argparse.Namespace, log: logging.Logger) -> int:
+    from worker_runtime.metrics import HealthServer, WorkerMetrics
+    from worker_runtime.sidecar.core import Sidecar, TaskSettings
+    from worker_runtime.sidecar.processes import node_addresses
+    from worker_runtime.sidecar.proxy import SidecarProcess, drain_route
+
+    try:
+        tasks = TaskSettings.parse_list(json.loads(args.tasks))
+    except ValueError as exc:
+        log.error("CONDUCTOR_SIDECAR_TASKS / --tasks: %s", exc)
+        return 2
+    metrics = WorkerMetrics()
+    sidecar = Sidecar(ConductorClient(args.server_url), tasks, args.worker_id, metrics)
+
+    def allowed() -> frozenset[str]:
+        try:
+            with open("/proc/net/route") as fh:
+                table = fh.read()
+        except OSError:
+            table = ""
+        return node_addresses(table, _split(os.environ.get("HOST_IPS") or os.environ.get("HOST_IP")))
+
+    health = HealthServer(
+        metrics,
+        alive=lambda: (True, {}),
+        ready=sidecar.ready,
+        port=args.metrics_port,
+        routes={"/drain": drain_route(sidecar, args.drain_timeout, allowed)},
+    )
+    if not sidecar.processes.enabled:
+        log.warning("the pod's PID namespace is not shared: a crashed worker's tasks wait for their response timeout")
+    log.info("sidecar for %s against %s: %s", args.worker_id, sidecar.client.base_url, sorted(tasks))
+    return SidecarProcess(sidecar, args.port, health, args.drain_timeout).run_forever()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler], force=True)
     log = logging.getLogger("conductor-worker")
+    if args.command == "sidecar":
+        return run_sidecar(args, log)
 
     modules = args.module or _split(os.environ.get("CONDUCTOR_WORKER_MODULES"))
     paths = args.path or _split(os.environ.get("CONDUCTOR_WORKER_PATH"), ":")

@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -90,9 +90,12 @@ class ConductorClient:
         if proxy:
             self.pool = urllib3.ProxyManager(proxy, maxsize=pool_size, block=False, retries=_NO_RETRIES)
             self._prefix = self.base_url
+            parts = urlsplit(self.base_url)
+            self._origin = f"{parts.scheme}://{parts.netloc}"
         else:
             self.pool = urllib3.connection_from_url(self.base_url, maxsize=pool_size, block=False, retries=_NO_RETRIES)
             self._prefix = urlsplit(self.base_url).path
+            self._origin = ""
         self.timeout = (connect_timeout, read_timeout)
         self._timeouts: dict[float, urllib3.Timeout] = {}
         key_id = key_id if key_id is not None else os.environ.get("CONDUCTOR_AUTH_KEY")
@@ -157,26 +160,44 @@ class ConductorClient:
     def _send(
         self, method: str, path: str, target: str, body: bytes | None, headers: dict[str, str], timeout: float | None
     ) -> Response:
-        url = self._prefix + target
+        resp = self.exchange(method, target, body, headers, timeout, label=path)
+        if resp.status_code >= 400:
+            raise ConductorError(
+                f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code, resp.text
+            )
+        return resp
+
+    def exchange(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        timeout: float | None = None,
+        *,
+        label: str | None = None,
+        origin: bool = False,
+    ) -> Response:
+        """One request, its reply whatever the status (the sidecar forwards it as it came). `target` is a
+        path with its query, under the API base (or under the server's origin with `origin`). The token is
+        added unless the caller sent its own, and renewed once on a 401/403; a network failure raises."""
+        url = (self._origin if origin else self._prefix) + target
         read_timeout = self._timeout(timeout if timeout is not None else self.timeout[1])
+        own_token = any(k.lower() == "x-authorization" for k in headers)
         for attempt in (1, 2):
-            sent = {**headers, **self.auth.headers()} if self.auth else headers
+            sent = {**headers, **self.auth.headers()} if self.auth and not own_token else dict(headers)
             try:
                 raw = self.pool.urlopen(
                     method, url, body=body, headers=sent, timeout=read_timeout, redirect=False, assert_same_host=False
                 )
             except LocationValueError as exc:  # a URL that cannot be sent: the client's own error
-                raise ConductorError(f"{method} {path}: {exc}", client_error=type(exc).__name__) from exc
+                raise ConductorError(f"{method} {label or target}: {exc}", client_error=type(exc).__name__) from exc
             except (_Urllib3Error, OSError) as exc:
-                raise ConductorError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
-            status = raw.status
-            if status in (401, 403) and self.auth and attempt == 1:
+                raise ConductorError(f"{method} {label or target}: {type(exc).__name__}: {exc}") from exc
+            if raw.status in (401, 403) and self.auth and not own_token and attempt == 1:
                 self.auth.invalidate()  # expired or revoked token: get a new one, try once more
                 continue
-            resp = Response(status, raw.data, raw.headers)
-            if status >= 400:
-                raise ConductorError(f"{method} {path}: HTTP {status}: {resp.text[:300]}", status, resp.text)
-            return resp
+            return Response(raw.status, raw.data, raw.headers)
         raise AssertionError("unreachable")
 
     def _token_request(self, body: dict[str, Any]) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -195,8 +195,11 @@ class HealthServer:
         ready: Callable[[], tuple[bool, dict]],
         host: str = "0.0.0.0",
         port: int = 8000,
+        routes: Mapping[str, Callable[[str], tuple[int, dict]]] | None = None,
     ) -> None:
+        """`routes`: more GET paths, each called with the client's address (the sidecar's /drain)."""
         registry = metrics.registry
+        extra = dict(routes or {})
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -207,6 +210,9 @@ class HealthServer:
                     self._probe(alive)
                 elif path == "/readyz":
                     self._probe(ready)
+                elif path in extra:
+                    code, detail = extra[path](self.client_address[0])
+                    self._send(code, json.dumps(detail).encode(), "application/json")
                 else:
                     self._send(404, b"not found\n", "text/plain")
 
