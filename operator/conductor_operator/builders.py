@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from conductor_operator import sidecar_pod
 from conductor_operator.config import Config
 from conductor_operator.sdk_env import CONVENTIONS, sdk_env
 
@@ -100,9 +101,35 @@ def is_runtime(spec: dict[str, Any]) -> bool:
     return sdk(spec) == DEFAULT_SDK
 
 
-def metrics_enabled(spec: dict[str, Any]) -> bool:
-    """False when the worker serves no /metrics: no Service, no scrape, autoscaling on queue depth alone."""
+def has_sidecar(spec: dict[str, Any]) -> bool:
+    """A pod of another SDK gets the Conductor sidecar unless spec.sidecar.enabled is false."""
+    return sidecar_pod.enabled(spec, is_runtime(spec))
+
+
+def drains(spec: dict[str, Any]) -> bool:
+    """Whether a pod finishes the tasks it holds before it exits: the runtime on SIGTERM, any other SDK
+    through the sidecar's preStop drain."""
+    return is_runtime(spec) or has_sidecar(spec)
+
+
+def worker_metrics_enabled(spec: dict[str, Any]) -> bool:
+    """spec.metrics.enabled: whether the worker container itself serves /metrics."""
     return bool((spec.get("metrics") or {}).get("enabled", True))
+
+
+def metrics_enabled(spec: dict[str, Any]) -> bool:
+    """False when the pod serves no /metrics (no sidecar, and spec.metrics.enabled false): no Service, no
+    scrape, autoscaling on queue depth alone."""
+    return has_sidecar(spec) or worker_metrics_enabled(spec)
+
+
+def scrape_port(spec: dict[str, Any]) -> int:
+    """The port the operator, the Service and Prometheus read: the sidecar's, else the worker's."""
+    return sidecar_pod.METRICS_PORT if has_sidecar(spec) else metrics_port(spec)
+
+
+def scrape_path(spec: dict[str, Any]) -> str:
+    return "/metrics" if has_sidecar(spec) else metrics_path(spec)
 
 
 def metrics_port(spec: dict[str, Any]) -> int:
@@ -176,11 +203,12 @@ def sdk_container_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Env of a worker written with another SDK: its own variable names (sdk_env), then spec.container.env,
     then spec.template.env (each overriding the earlier by name)."""
     conductor = spec.get("conductor") or {}
+    sidecar = has_sidecar(spec)  # the worker then talks to the sidecar, which holds the credentials
     env = sdk_env(
         sdk(spec),
         spec.get("tasks") or [],
-        conductor["serverUrl"],
-        conductor.get("authSecretRef"),
+        sidecar_pod.SERVER_URL if sidecar else conductor["serverUrl"],
+        None if sidecar else conductor.get("authSecretRef"),
         metrics_port(spec),
     )
     have = {e["name"] for e in env}
@@ -279,7 +307,7 @@ def sdk_ports(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """spec.container.ports, with the metrics port named `metrics` (added when missing) so the Service can
     target it by name; a user's port that already has another name keeps it."""
     ports = copy.deepcopy((spec.get("container") or {}).get("ports") or [])
-    if not metrics_enabled(spec):
+    if not worker_metrics_enabled(spec) or has_sidecar(spec):  # the sidecar's port is the one scraped
         return ports
     port = metrics_port(spec)
     named = any(p.get("name") == METRICS_PORT_NAME for p in ports)
@@ -295,6 +323,8 @@ def metrics_target_port(spec: dict[str, Any]) -> str | int:
     """The Service's targetPort: the container port named `metrics`, or the number when that name is taken."""
     if is_runtime(spec):
         return METRICS_PORT_NAME
+    if has_sidecar(spec):
+        return sidecar_pod.PORT_NAME
     port = metrics_port(spec)
     named = any(p.get("name") == METRICS_PORT_NAME and p.get("containerPort") == port for p in sdk_ports(spec))
     return METRICS_PORT_NAME if named else port
@@ -339,12 +369,18 @@ def pod_template(owner: Owner, spec: dict[str, Any], config: Config) -> Manifest
     resources = user.get("resources") or template.get("resources")
     if resources:
         container["resources"] = copy.deepcopy(resources)
+    if has_sidecar(spec):
+        container["lifecycle"] = sidecar_pod.pre_stop()
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "terminationGracePeriodSeconds": grace_seconds(spec),
         "securityContext": _pod_security(template, runtime),
         "volumes": [{"name": "tmp", "emptyDir": {}}, *copy.deepcopy(template.get("volumes") or [])],
     }
+    if has_sidecar(spec):
+        sidecar = sidecar_pod.container(spec, config, drain_timeout(grace_seconds(spec)), _container_security({}))
+        pod_spec["initContainers"] = [sidecar]
+        pod_spec["shareProcessNamespace"] = True  # the sidecar sees the worker crash (crash recovery)
     for field in (
         "nodeSelector",
         "tolerations",
@@ -360,8 +396,8 @@ def pod_template(owner: Owner, spec: dict[str, Any], config: Config) -> Manifest
         annotations.update(
             {
                 "prometheus.io/scrape": "true",
-                "prometheus.io/port": str(metrics_port(spec)),
-                "prometheus.io/path": metrics_path(spec),
+                "prometheus.io/port": str(scrape_port(spec)),
+                "prometheus.io/path": scrape_path(spec),
             }
         )
     return {
@@ -412,7 +448,7 @@ def service(owner: Owner, spec: dict[str, Any]) -> Manifest:
             "ports": [
                 {
                     "name": METRICS_PORT_NAME,
-                    "port": metrics_port(spec),
+                    "port": scrape_port(spec),
                     "targetPort": metrics_target_port(spec),
                     "protocol": "TCP",
                 }
@@ -435,7 +471,7 @@ def service_monitor(owner: Owner, spec: dict[str, Any]) -> Manifest:
             "selector": {"matchLabels": {**selector_labels(owner.name), "conductor.io/metrics": "true"}},
             "namespaceSelector": {"matchNames": [owner.namespace]},
             "endpoints": [
-                {"port": METRICS_PORT_NAME, "path": metrics_path(spec), "interval": sm.get("interval") or "30s"}
+                {"port": METRICS_PORT_NAME, "path": scrape_path(spec), "interval": sm.get("interval") or "30s"}
             ],
         },
     }

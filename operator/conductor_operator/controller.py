@@ -404,8 +404,9 @@ class Controller:
                 scrape_errors=len(fleet.errors),
                 task_caps=observed.caps,
                 waiting=observed.readiness.total_waiting if observed.readiness is not None else 0,
-                # The runtime finishes what it holds on SIGTERM; another SDK's container may not (sidecar: #20).
-                drains=builders.is_runtime(spec),
+                # The runtime finishes what it holds on SIGTERM, another SDK's pod through its sidecar's drain;
+                # a pod of another SDK without the sidecar may not.
+                drains=builders.drains(spec),
             )
             decision = decide(cfg, obs, st.scaling.history)
             st.scaling.history = decision.history
@@ -496,7 +497,7 @@ class Controller:
             ready, note = self._readiness(conductor["serverUrl"], queues, depth, limits, interval, key_id, key_secret)
         pods = cached.pods if cached is not None else self.kube.list("v1", "Pod", ns, builders.selector_string(name))
         if builders.metrics_enabled(spec):
-            targets = pod_targets(pods, builders.metrics_port(spec), builders.metrics_path(spec))
+            targets = pod_targets(pods, builders.scrape_port(spec), builders.scrape_path(spec))
             scrape = self.scraper.scrape(targets, builders.task_slots(spec))
         else:  # nothing to read: queue depth alone (status says so)
             scrape = ScrapeResult({}, {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 from conductor_operator import builders
 from conductor_operator.config import DEFAULT_WORKER_IMAGE, Config
@@ -209,6 +210,7 @@ GO_SPEC = {
     "metrics": {"path": "/prom"},
     "tasks": [{"name": "get-inventory", "domain": "john", "concurrency": 4, "pollIntervalMs": 100}],
     "template": {"env": [{"name": "LOG_LEVEL", "value": "info"}]},
+    "sidecar": {"enabled": False},  # the worker talks to the server itself (the sidecar's tests are below)
 }
 
 
@@ -322,3 +324,57 @@ def test_python_stays_the_default_and_task_slots():
     assert builders.metrics_port({}) == 8000 and builders.metrics_path({}) == "/metrics"
     assert builders.task_slots(SPEC) == {"charge-card": 4, "ship": 1}
     assert builders.task_slots({"tasks": [{"name": "t"}]}) == {"t": 1}
+
+
+# -- the Conductor sidecar in pods of other SDKs ------------------------------------------------------
+
+SIDECAR_SPEC = {k: v for k, v in GO_SPEC.items() if k != "sidecar"}
+
+
+def pod_spec(spec):
+    return builders.deployment(OWNER, spec, 1, CONFIG)["spec"]["template"]["spec"]
+
+
+def test_every_sdk_pod_gets_the_sidecar_as_a_native_sidecar_holding_the_server_and_credentials():
+    pod = pod_spec(SIDECAR_SPEC)
+    assert pod["shareProcessNamespace"] is True
+    (side,) = pod["initContainers"]
+    assert (side["name"], side["image"], side["restartPolicy"]) == (
+        "conductor-sidecar",
+        CONFIG.default_worker_image,
+        "Always",
+    )
+    assert side["args"][:5] == ["sidecar", "--port", "7700", "--metrics-port", "7701"]
+    assert side["args"][side["args"].index("--drain-timeout") + 1] == str(builders.drain_timeout(60))
+    env = {e["name"]: e for e in side["env"]}
+    assert env["CONDUCTOR_SERVER_URL"]["value"] == "http://conductor:8080/api"
+    assert env["CONDUCTOR_AUTH_KEY"]["valueFrom"] == {"secretKeyRef": {"name": "orkes", "key": "keyId"}}
+    assert json.loads(env["CONDUCTOR_SIDECAR_TASKS"]["value"]) == [
+        {"name": "get-inventory", "domain": "john", "concurrency": 4}
+    ]
+    sec = side["securityContext"]
+    assert sec["runAsUser"] == 10001 and sec["readOnlyRootFilesystem"] and sec["capabilities"] == {"drop": ["ALL"]}
+    assert side["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "sidecar-metrics"}
+    # the worker talks to the sidecar and holds no credentials; the kubelet drains the pod before SIGTERM
+    worker = pod["containers"][0]
+    wenv = {e["name"]: e for e in worker["env"]}
+    assert wenv["CONDUCTOR_SERVER_URL"]["value"] == "http://127.0.0.1:7700/api"
+    assert not {"CONDUCTOR_AUTH_KEY", "CONDUCTOR_AUTH_SECRET"} & set(wenv)
+    assert worker["lifecycle"] == {"preStop": {"httpGet": {"path": "/drain", "port": 7701}}}
+    # the sidecar's page is the one scraped; the user's ports stay as they are
+    assert worker["ports"] == [{"name": "http", "containerPort": 8080}]
+    svc = builders.service(OWNER, SIDECAR_SPEC)["spec"]["ports"][0]
+    assert (svc["port"], svc["targetPort"]) == (7701, "sidecar-metrics")
+    annotations = builders.deployment(OWNER, SIDECAR_SPEC, 1, CONFIG)["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == ("7701", "/metrics")
+    assert builders.drains(SIDECAR_SPEC) and not builders.drains(GO_SPEC) and builders.drains(SPEC)
+
+
+def test_the_sidecar_serves_metrics_even_when_the_worker_does_not_and_can_be_turned_off():
+    spec = {**SIDECAR_SPEC, "metrics": {"enabled": False}}
+    assert builders.metrics_enabled(spec) and builders.service_wanted(spec)
+    assert "initContainers" not in pod_spec(GO_SPEC) and "shareProcessNamespace" not in pod_spec(GO_SPEC)
+    assert "initContainers" not in pod_spec(SPEC)  # the runtime needs none
+    spec = {**SIDECAR_SPEC, "sidecar": {"image": "mine/sidecar:2", "resources": {"limits": {"memory": "1Gi"}}}}
+    (side,) = pod_spec(spec)["initContainers"]
+    assert side["image"] == "mine/sidecar:2" and side["resources"] == {"limits": {"memory": "1Gi"}}

@@ -354,6 +354,8 @@ GO_PAGE = '# TYPE task_poll counter\ntask_poll{taskType="get-inventory"} 76\n'
 
 
 def sdk_body(sdk: str, **spec_kw: Any) -> dict[str, Any]:
+    """A worker of another SDK that talks to the server itself (spec.sidecar.enabled false by default here)."""
+    spec_kw.setdefault("sidecar", {"enabled": False})
     cw = body(
         sdk=sdk,
         container={"image": f"registry/{sdk}-worker:1"},
@@ -646,14 +648,17 @@ def test_the_activation_watch_respects_the_activation_threshold(world):
     assert ctl.activation_due(cw) is True
 
 
-@pytest.mark.parametrize(("sdk", "kept"), [("java", 3), ("python", None)])
+@pytest.mark.parametrize(("sdk", "kept"), [("java", 3), ("python", None), ("java+sidecar", None)])
 def test_pods_that_do_not_drain_keep_their_busy_pods_and_runtime_pods_leave(world, sdk, kept):
-    """Every pod holds one task, 3 of 12 slots busy: utilization wants 1. Runtime pods drain on SIGTERM, so
-    two busy ones may leave; an SDK's pods may not drain (no sidecar yet), so the busy ones stay."""
+    """Every pod holds one task, 3 of 12 slots busy: utilization wants 1. Runtime pods drain on SIGTERM, and
+    the sidecar drains any SDK's pod before SIGTERM, so two busy ones may leave; an SDK's pods without the
+    sidecar may not drain, so the busy ones stay."""
     kube, _, scraper, _, ctl = world
     auto = autoscaling(targetUtilization=80, scaleDown={"stabilizationWindowSeconds": 0})
     if sdk == "python":
         cw = body(tasks=[{"name": "get-inventory", "concurrency": 4}], autoscaling=auto)
+    elif sdk == "java+sidecar":
+        cw = sdk_body("java", sidecar={}, autoscaling=auto)
     else:
         cw = sdk_body(sdk, metrics={"path": "/prom"}, autoscaling=auto)
     kube.apply(builders.deployment(builders.Owner("orders", NS, "uid-1"), cw["spec"], 3, Config()))
@@ -664,6 +669,8 @@ def test_pods_that_do_not_drain_keep_their_busy_pods_and_runtime_pods_leave(worl
         )
     ctl.autoscale(cw)
     reason = last_status(kube)["lastDecisionReason"]
+    if sdk == "java+sidecar":  # the sidecar's page is read, not the worker's
+        assert all(url.endswith(":7701/metrics") for url in scraper.targets.values()), scraper.targets
     if kept:
         assert kube.deployment()["spec"]["replicas"] == kept and "kept 3 for busy workers" in reason, reason
     else:
