@@ -2,7 +2,8 @@
 # Build the get-inventory example workers on the host, each with its own toolchain, into
 # $CWO_CACHE/examples/<lang>/ (the build context of examples/<lang>/Dockerfile). Caches stay outside the
 # repo: Go modules and build cache, the Maven repository, the npm cache.
-#   bash scripts/build-examples.sh [go|java|javascript|all]
+#   bash scripts/build-examples.sh [go|java|javascript|all|plain-go]
+# plain-go: the Go SDK worker of the sidecar tests (tests/images/plain-go), written as the SDK's README shows.
 source "$(dirname "$0")/lib.sh"
 
 OUT_ROOT="$CWO_CACHE/examples"
@@ -18,6 +19,17 @@ build_go() {
     GOMODCACHE="$CWO_CACHE/go-mod" GOCACHE="$CWO_CACHE/go-build" GOFLAGS=-mod=readonly CGO_ENABLED=0 \
       go build -trimpath -ldflags="-s -w" -o "$out/get-inventory" .)
   cp "$CWO_ROOT/examples/go/Dockerfile" "$out/"
+}
+
+build_plain-go() {
+  need go go "Go 1.24+"
+  local out="$OUT_ROOT/plain-go"
+  mkdir -p "$out"
+  log "plain-go: building tests/images/plain-go"
+  (cd "$CWO_ROOT/tests/images/plain-go" &&
+    GOMODCACHE="$CWO_CACHE/go-mod" GOCACHE="$CWO_CACHE/go-build" GOFLAGS=-mod=readonly CGO_ENABLED=0 \
+      go build -trimpath -ldflags="-s -w" -o "$out/plain-sleep" .)
+  cp "$CWO_ROOT/tests/images/plain-go/Dockerfile" "$out/"
 }
 
 build_java() {
@@ -42,8 +54,8 @@ build_javascript() {
 }
 
 case "${1:-all}" in
-  go | java | javascript) "build_$1" ;;
+  go | java | javascript | plain-go) "build_$1" ;;
   all) build_go && build_java && build_javascript ;;  # one at a time: the machine has two cores
-  *) echo "usage: $0 [go|java|javascript|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [go|java|javascript|all|plain-go]" >&2; exit 2 ;;
 esac
 log "built into $OUT_ROOT/${1:-all}"

@@ -33,6 +33,8 @@ TEST_WORKERS_IMAGE = f"localhost/cwo-sleep-workers:{TAG}"
 # (None: FROM the runtime image). The others package an artifact built on the host by
 # scripts/build-examples.sh, since no toolchain image can be pulled.
 EXAMPLES = {"python": None, "go": "static", "java": "java", "javascript": "node"}
+# SDK workers written as each SDK's README shows (no operator conventions): the sidecar's tests.
+PLAIN = {"plain-go": "static"}
 
 
 def example_image(lang: str) -> str:
@@ -258,9 +260,12 @@ class Images:
         return self._from_runtime(TEST_WORKERS_IMAGE, REPO_ROOT / "tests" / "images" / "sleep-workers")
 
     def example(self, lang: str) -> str:
-        """The get-inventory worker of one SDK, built from examples/<lang>/ when its sources changed."""
-        image, source = example_image(lang), REPO_ROOT / "examples" / lang
-        flavor = EXAMPLES[lang]
+        """The get-inventory worker of one SDK, built from examples/<lang>/ when its sources changed (or a
+        plain SDK worker from tests/images/<name>/)."""
+        plain = lang in PLAIN
+        image = example_image(lang)
+        source = REPO_ROOT / "tests" / "images" / lang if plain else REPO_ROOT / "examples" / lang
+        flavor = PLAIN[lang] if plain else EXAMPLES[lang]
         if flavor is None:
             return self._from_runtime(image, source)
         base = self.base(flavor)

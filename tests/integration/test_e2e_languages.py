@@ -4,8 +4,8 @@ For each of examples/{python,go,java,javascript}: the image is built (host toolc
 or FROM the runtime image) and loaded into the node; the chart's operator (its image, in a pod) runs
 the example's ConductorWorker; 100 workflows started with taskToDomain {"get-inventory": "john"}
 scale the fleet up from zero, all complete with the product id echoed and an inventory 0..9, and the
-fleet goes back to zero. The MetricsAvailable condition says whether the SDK's /metrics gave busy
-slots (Go's SDK exports none: that fleet scales on queue depth alone).
+fleet goes back to zero. Each SDK's pods run the Conductor sidecar (the default), whose /metrics gives
+the busy slots of every SDK (Go's own exports none): MetricsAvailable is True for all.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from teststack.config import StackConfig
 pytestmark = [pytest.mark.kube, pytest.mark.conductor]
 
 WORKFLOWS = 100
-# The SDKs whose /metrics carry busy slots (worker_busy_slots or active_workers).
-METERED = {"python": True, "go": False, "java": True, "javascript": True}
+# The fleets whose pods report busy slots: the runtime itself, the other SDKs through the sidecar.
+METERED = {"python": True, "go": True, "java": True, "javascript": True}
 
 
 @pytest.fixture(scope="module")
