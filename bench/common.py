@@ -10,7 +10,9 @@ import contextlib
 import json
 import os
 import platform
+import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -172,6 +174,7 @@ class Pythons:
     sdk: Path = CACHE / "sdk-venv" / "bin" / "python"
     bench: Path = Path(sys.executable)
     ceiling_go: Path = CACHE / "bench-bin" / "ceiling-go"  # built by scripts/bench.sh
+    sdk_go: Path = CACHE / "bench-bin" / "sdk-go"  # bench/sdk_go, built by scripts/bench.sh
 
 
 def command(contender: str, py: Pythons, server_url: str, threads: int, extra: list[str] | None = None) -> list[str]:
@@ -226,7 +229,41 @@ def command(contender: str, py: Pythons, server_url: str, threads: int, extra: l
         return [*cmd, "--update-v2"] if contender == "ceiling-v2" else cmd
     if contender == "ceiling-go":  # the compiled bare update-v2 loop: the client's cost near zero
         return [str(py.ceiling_go), "--server-url", server_url, "--threads", str(threads), "--update-v2"]
+    if contender == "sdk-go":  # conductor-go's TaskRunner (bench/sdk_go), talking to the server itself
+        return [str(py.sdk_go), "--threads", str(threads)]
+    if contender == "sdk-go+sidecar":  # the same worker through `conductor-worker sidecar`, as in a pod
+        sidecar = [
+            str(py.runtime.parent / "conductor-worker"),
+            "sidecar",
+            "--server-url",
+            server_url,
+            "--port",
+            "$SIDECAR_PORT",
+            "--metrics-port",
+            "$SIDECAR_METRICS_PORT",
+            "--log-level",
+            "WARNING",
+        ]
+        script = " ".join(a if a.startswith("$") else shlex.quote(a) for a in sidecar)
+        wait = f'{shlex.quote(str(py.bench))} -c {shlex.quote(_WAIT_FOR_PORT)} "$SIDECAR_PORT"'
+        worker = " ".join(shlex.quote(a) for a in command("sdk-go", py, server_url, threads))
+        return ["sh", "-c", f"{script} & {wait} && exec {worker}"]
     raise ValueError(contender)
+
+
+# Blocks until the sidecar listens (the worker's first polls would otherwise be refused).
+_WAIT_FOR_PORT = (
+    "import socket,sys,time\n"
+    "for _ in range(200):\n"
+    "    try: socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.1).close(); break\n"
+    "    except OSError: time.sleep(0.05)\n"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def launch(
@@ -239,6 +276,12 @@ def launch(
         env["CONDUCTOR_WORKER_ISOLATION"] = "thread"
     else:
         env.pop("CONDUCTOR_WORKER_ISOLATION", None)
+    if contender == "sdk-go":
+        env["CONDUCTOR_SERVER_URL"] = server_url
+    if contender == "sdk-go+sidecar":
+        env["SIDECAR_PORT"], env["SIDECAR_METRICS_PORT"] = str(_free_port()), str(_free_port())
+        env["CONDUCTOR_SERVER_URL"] = f"http://127.0.0.1:{env['SIDECAR_PORT']}/api"
+        env["CONDUCTOR_SIDECAR_TASKS"] = json.dumps([{"name": name, "concurrency": threads} for name in tasks])
     log.parent.mkdir(parents=True, exist_ok=True)
     out = log.open("ab")
     return subprocess.Popen(

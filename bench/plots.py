@@ -16,6 +16,8 @@ COLORS = {
     "ceiling": "tab:green",
     "ceiling-v2": "tab:olive",
     "ceiling-go": "tab:gray",
+    "sdk-go": "tab:brown",
+    "sdk-go+sidecar": "tab:pink",
     "sdk-thread": "tab:red",
     "runtime-t100": "tab:purple",
     "runtime-v2": "tab:cyan",

@@ -294,6 +294,22 @@ def summarize(runs: list[dict[str, Any]], contenders: list[str]) -> dict[str, An
                         if base in rr and other in rr and rr[other].get(m) and rr[base].get(m) is not None
                     ]
                     ratios[f"{base}/{other} {m}"] = spread(vals)
+        # What the sidecar adds to the worker it serves: the pair side by side in each round.
+        for paired in (c for c in contenders if c.endswith("+sidecar")):
+            base = paired.removesuffix("+sidecar")
+            pairs = [rr for rr in by_round.values() if paired in rr and base in rr]
+            for m in RATIOS:
+                vals = [
+                    rr[paired][m] / rr[base][m] for rr in pairs if rr[base].get(m) and rr[paired].get(m) is not None
+                ]
+                ratios[f"{paired}/{base} {m}"] = spread(vals)
+            for m in ("cpu_s_per_1000", "peak_rss_mib"):
+                vals = [
+                    rr[paired][m] - rr[base][m]
+                    for rr in pairs
+                    if rr[base].get(m) is not None and rr[paired].get(m) is not None
+                ]
+                ratios[f"{paired} - {base} {m}"] = spread(vals)
         summary[kind] = {"contenders": per, "ratios": ratios}
     return summary
 
