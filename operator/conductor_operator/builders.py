@@ -15,7 +15,7 @@ from typing import Any
 
 from conductor_operator import sidecar_pod
 from conductor_operator.config import Config
-from conductor_operator.sdk_env import CONVENTIONS, sdk_env
+from conductor_operator.sdk_env import CONVENTIONS, auth_env, sdk_env
 
 GROUP = "conductor.io"
 VERSION = "v1alpha1"
@@ -227,18 +227,7 @@ def worker_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
         {"name": "CONDUCTOR_WORKER_TASKS", "value": ",".join(task_names(spec))},
         {"name": "CONDUCTOR_WORKER_METRICS_PORT", "value": str(metrics_port(spec))},
     ]
-    ref = conductor.get("authSecretRef")
-    if ref:
-        for env_name, key_field, default_key in (
-            ("CONDUCTOR_AUTH_KEY", "keyIdKey", "keyId"),
-            ("CONDUCTOR_AUTH_SECRET", "keySecretKey", "keySecret"),
-        ):
-            env.append(
-                {
-                    "name": env_name,
-                    "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref.get(key_field) or default_key}},
-                }
-            )
+    env += auth_env(conductor.get("authSecretRef"))
     if spec.get("modules"):
         env.append({"name": "CONDUCTOR_WORKER_MODULES", "value": ",".join(spec["modules"])})
     for task in spec.get("tasks") or []:

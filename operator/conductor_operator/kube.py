@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from conductor_operator.builders import GROUP, MANAGER, PLURAL, VERSION
 from conductor_operator.opmetrics import API_REQUESTS
+from conductor_operator.sdk_env import secret_keys
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +202,6 @@ class Kube:
 
 
 # -- the Conductor credentials Secret ------------------------------------------------------------------
-
-
-def secret_keys(ref: dict[str, Any]) -> tuple[str, str]:
-    """The key id's and the key secret's names in the referenced Secret."""
-    return ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret"
 
 
 def auth_secret(kube: Kube, spec: dict[str, Any], namespace: str) -> dict[str, str] | None:

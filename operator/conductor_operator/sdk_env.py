@@ -107,8 +107,20 @@ CONVENTIONS: dict[str, Convention] = {
 }
 
 
-def _secret_ref(ref: Mapping[str, Any], key_field: str, default_key: str) -> dict[str, Any]:
-    return {"secretKeyRef": {"name": ref["name"], "key": ref.get(key_field) or default_key}}
+def secret_keys(ref: Mapping[str, Any]) -> tuple[str, str]:
+    """The key id's and the key secret's names in the Secret spec.conductor.authSecretRef names."""
+    return ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret"
+
+
+def auth_env(ref: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """CONDUCTOR_AUTH_KEY/_SECRET as secretKeyRefs (every SDK, the runtime and the sidecar read these)."""
+    if not ref:
+        return []
+    key_id, key_secret = secret_keys(ref)
+    return [
+        {"name": AUTH_KEY, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": key_id}}},
+        {"name": AUTH_SECRET, "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": key_secret}}},
+    ]
 
 
 def _value(value: Any) -> str:
@@ -135,9 +147,7 @@ def sdk_env(
         {"name": SERVER_URL, "value": server_url},
         {"name": POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
-    if auth_secret_ref:
-        env.append({"name": AUTH_KEY, "valueFrom": _secret_ref(auth_secret_ref, "keyIdKey", "keyId")})
-        env.append({"name": AUTH_SECRET, "valueFrom": _secret_ref(auth_secret_ref, "keySecretKey", "keySecret")})
+    env += auth_env(auth_secret_ref)
     env.append({"name": METRICS_PORT, "value": str(metrics_port or conv.metrics_port)})
     for task in tasks:
         for spec_field in TASK_FIELDS:

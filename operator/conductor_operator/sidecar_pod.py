@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from conductor_operator.config import Config
+from conductor_operator.sdk_env import auth_env
 
 NAME = "conductor-sidecar"
 PROXY_PORT = 7700  # on the pod's loopback only: the worker's server URL
@@ -55,14 +56,7 @@ def container(spec: dict[str, Any], config: Config, drain_seconds: int, security
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "HOST_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
     ]
-    ref = conductor.get("authSecretRef")
-    if ref:
-        for env_name, key_field, default_key in (
-            ("CONDUCTOR_AUTH_KEY", "keyIdKey", "keyId"),
-            ("CONDUCTOR_AUTH_SECRET", "keySecretKey", "keySecret"),
-        ):
-            secret = {"name": ref["name"], "key": ref.get(key_field) or default_key}
-            env.append({"name": env_name, "valueFrom": {"secretKeyRef": secret}})
+    env += auth_env(conductor.get("authSecretRef"))
     probe = {"httpGet": {"path": "/healthz", "port": PORT_NAME}, "periodSeconds": 10, "timeoutSeconds": 2}
     return {
         "name": NAME,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conductor_operator import builders
+from conductor_operator.sdk_env import secret_keys
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 
@@ -56,11 +57,7 @@ def spec_problems(
         if secret_data is None:
             problems.append(Problem("SecretNotFound", f"Secret {ref['name']!r} (conductor.authSecretRef) not found"))
         else:
-            missing = [
-                k
-                for k in (ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret")
-                if k not in secret_data
-            ]
+            missing = [k for k in secret_keys(ref) if k not in secret_data]
             if missing:
                 problems.append(
                     Problem("SecretKeyMissing", f"Secret {ref['name']!r} has no key(s) {', '.join(missing)}")
