@@ -34,7 +34,7 @@ TEST_WORKERS_IMAGE = f"localhost/cwo-sleep-workers:{TAG}"
 # scripts/build-examples.sh, since no toolchain image can be pulled.
 EXAMPLES = {"python": None, "go": "static", "java": "java", "javascript": "node"}
 # SDK workers written as each SDK's README shows (no operator conventions): the sidecar's tests.
-PLAIN = {"plain-go": "static"}
+PLAIN = {"plain-go": "static", "plain-java": "java", "plain-javascript": "node"}
 
 
 def example_image(lang: str) -> str:

@@ -1,7 +1,7 @@
 """An unmodified SDK worker made first-class by the Conductor sidecar (issue 20), on the real stack.
 
-The worker (tests/images/plain-go) is written as conductor-go's README shows: a fixed batch size of 10, no
-domain, no metrics, no drain, nothing read from the operator's variables. The ConductorWorker gives it a
+Each worker (tests/images/plain-{go,java,javascript}) is written as its SDK's README shows: 10 tasks at a
+time, no domain, no metrics, no drain, nothing read from the operator's variables. The ConductorWorker gives it a
 domain and a concurrency of 2; the operator process under test adds the sidecar. Checked from the server's
 side (every task's workerId, start and end time, pollCount and retryCount):
 
@@ -34,9 +34,10 @@ CONCURRENCY = 2
 RESPONSE_TIMEOUT = 300  # without the sidecar, a dead worker's task would wait this long
 
 
-@pytest.fixture(scope="module")
-def plain_go(stack: StackConfig, node) -> str:
-    return demo.load_example(stack, "plain-go")
+@pytest.fixture(scope="module", params=["go", "java", "javascript"])
+def plain(request, stack: StackConfig, node) -> tuple[str, str]:
+    """(sdk, image) of the plain worker of each SDK, built and loaded into the node."""
+    return request.param, demo.load_example(stack, f"plain-{request.param}")
 
 
 @pytest.fixture
@@ -50,14 +51,15 @@ def sleep_task(conductor_client) -> tuple[str, str]:
     return task, workflow
 
 
-def manifest(name: str, task: str, image: str, url: str, replicas: int) -> dict[str, Any]:
+def manifest(name: str, task: str, plain: tuple[str, str], url: str, replicas: int) -> dict[str, Any]:
+    sdk, image = plain
     return {
         "apiVersion": "conductor.io/v1alpha1",
         "kind": "ConductorWorker",
         "metadata": {"name": name},
         "spec": {
             "conductor": {"serverUrl": url},
-            "sdk": "go",
+            "sdk": sdk,
             "imagePullPolicy": "Never",
             "container": {"image": image, "env": [{"name": "PLAIN_TASK", "value": task}]},
             "metrics": {"enabled": False},  # the worker serves none: the sidecar's are the pod's
@@ -168,7 +170,7 @@ def assert_each_ran_once(workflows: list[dict]) -> list[dict]:
 
 
 def test_domain_and_concurrency_hold_and_a_rollout_loses_nothing(
-    plain_go, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
+    plain, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
 ):
     task, workflow = sleep_task
     name = f"plain-{uuid.uuid4().hex[:6]}"
@@ -178,7 +180,7 @@ def test_domain_and_concurrency_hold_and_a_rollout_loses_nothing(
         namespace,
         "-f",
         "-",
-        input=json.dumps(manifest(name, task, plain_go, stack.pod_conductor_url, 2)),
+        input=json.dumps(manifest(name, task, plain, stack.pod_conductor_url, 2)),
     )
     fleet = Fleet(name, namespace, k8s_api, kubectl)
     wait_for(lambda: len(fleet.pods()) == 2, 90, "two ready pods")
@@ -221,7 +223,7 @@ def test_domain_and_concurrency_hold_and_a_rollout_loses_nothing(
 
 
 def test_scale_in_from_4_to_1_under_load_loses_nothing(
-    plain_go, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
+    plain, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
 ):
     task, workflow = sleep_task
     name = f"plain-{uuid.uuid4().hex[:6]}"
@@ -231,7 +233,7 @@ def test_scale_in_from_4_to_1_under_load_loses_nothing(
         namespace,
         "-f",
         "-",
-        input=json.dumps(manifest(name, task, plain_go, stack.pod_conductor_url, 4)),
+        input=json.dumps(manifest(name, task, plain, stack.pod_conductor_url, 4)),
     )
     fleet = Fleet(name, namespace, k8s_api, kubectl)
     wait_for(lambda: len(fleet.pods()) == 4, 90, "four ready pods")
@@ -247,20 +249,23 @@ def test_scale_in_from_4_to_1_under_load_loses_nothing(
 
 KILL = """
 import os, signal
+# The worker container's first process: parent 0 (outside the shared PID namespace), not the pause
+# process (PID 1), not the sidecar, not this exec.
 for pid in os.listdir('/proc'):
-    if pid.isdigit():
+    if pid.isdigit() and int(pid) not in (1, os.getpid()):
         try:
+            stat = open(f'/proc/{pid}/stat').read()
             cmd = open(f'/proc/{pid}/cmdline', 'rb').read()
         except OSError:
             continue
-        if cmd.startswith(b'/usr/local/bin/plain-sleep'):
+        if stat[stat.rfind(')') + 2 :].split()[1] == '0' and b'conductor-worker' not in cmd:
             os.kill(int(pid), signal.SIGKILL)
-            print(pid)
+            print(pid, cmd)
 """
 
 
 def test_a_killed_workers_tasks_run_again_within_15_s_each_once(
-    plain_go, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
+    plain, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
 ):
     task, workflow = sleep_task
     name = f"plain-{uuid.uuid4().hex[:6]}"
@@ -270,7 +275,7 @@ def test_a_killed_workers_tasks_run_again_within_15_s_each_once(
         namespace,
         "-f",
         "-",
-        input=json.dumps(manifest(name, task, plain_go, stack.pod_conductor_url, 1)),
+        input=json.dumps(manifest(name, task, plain, stack.pod_conductor_url, 1)),
     )
     fleet = Fleet(name, namespace, k8s_api, kubectl)
     (pod,) = wait_for(lambda: fleet.pods() if len(fleet.pods()) == 1 else None, 90, "one ready pod")

@@ -214,20 +214,20 @@ def test_a_final_update_frees_the_slot_and_is_counted() -> None:
     )
 
 
-def test_update_v2_hands_over_the_next_task_and_a_draining_pod_gives_it_back() -> None:
+def test_update_v2_hands_over_the_next_task_and_a_draining_pod_takes_none() -> None:
     sidecar, server, _ = make()
     server.script("GET", "/tasks/poll/batch/work", ok_json([task("a")]))
     sidecar.handle("GET", "/api/tasks/poll/batch/work", "count=1", {}, b"")
-    server.script("POST", "/tasks/update-v2", ok_json(task("b")), ok_json(task("c")))
+    server.script("POST", "/tasks/update-v2", ok_json(task("b")))
     done = json.dumps({"taskId": "a", "status": "COMPLETED"}).encode()
     reply = sidecar.handle("POST", "/api/tasks/update-v2", "", {}, done)
     assert json.loads(reply.body)["taskId"] == "b"
     assert [h.task_id for h in sidecar.ledger.held()] == ["b"]
-    sidecar.draining.set()
-    reply = sidecar.handle(
-        "POST", "/api/tasks/update-v2", "", {}, json.dumps({"taskId": "b", "status": "COMPLETED"}).encode()
-    )
-    assert reply.status == 204 and server.released == ["c"] and sidecar.ledger.held() == []
+    sidecar.draining.set()  # a draining pod reports with POST /tasks: the server hands over nothing
+    done_b = json.dumps({"taskId": "b", "status": "COMPLETED"}).encode()
+    reply = sidecar.handle("POST", "/api/tasks/update-v2", "", {}, done_b)
+    assert reply.status == 204 and sidecar.ledger.held() == []
+    assert server.calls[-1][:3] == ("POST", "/tasks", done_b) and server.released == []
 
 
 def test_a_result_the_server_cannot_take_is_kept_and_delivered_later_never_dropped() -> None:
@@ -249,7 +249,8 @@ def test_a_result_the_server_cannot_take_is_kept_and_delivered_later_never_dropp
 def test_a_body_that_is_no_task_result_is_forwarded_untouched_and_counted() -> None:
     sidecar, server, _ = make()
     sidecar.handle("POST", "/api/tasks", "", {"Content-Type": "application/json"}, b"{not json")
-    assert server.calls[-1][:3] == ("POST", "/tasks", b"{not json") and sidecar.unparsed == 1
+    assert server.calls[-1][:3] == ("POST", "/tasks", b"{not json")
+    assert sidecar.metrics.registry.get_sample_value("sidecar_unparsed_updates_total") == 1
 
 
 def test_other_requests_pass_through_without_hop_by_hop_headers() -> None:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client import Counter
+
 from worker_runtime.backoff import Backoff
 from worker_runtime.client import ConductorClient, Response, encode_json
 from worker_runtime.errors import ConductorError
@@ -117,7 +119,11 @@ class Sidecar:
         self.sleep = sleep
         self.ledger = Ledger({t.name: t.concurrency for t in self.tasks.values() if t.concurrency}, clock)
         self.draining = threading.Event()
-        self.unparsed = 0  # updates whose body was no TaskResult (forwarded untouched)
+        self.unparsed = Counter(
+            "sidecar_unparsed_updates",
+            "Task updates whose body was no TaskResult (forwarded untouched)",
+            registry=self.metrics.registry,
+        )
         self._outbox: list[tuple[str, bytes, dict[str, str], Held | None]] = []
         self._outbox_lock = threading.Lock()
         self._last_ok = clock()
@@ -234,9 +240,12 @@ class Sidecar:
             held = self.ledger.find(str(result.get("taskId") or "")) if result.get("taskId") else None
             status, extend = str(result.get("status") or "").upper(), bool(result.get("extendLease"))
         else:  # not a TaskResult: forwarded untouched, counted
-            self.unparsed += 1
+            self.unparsed.inc()
             return self._forward(method, target, body, headers)
         forwarded = _forwarded(headers)
+        drained_v2 = route.kind == routes.UPDATE_V2 and self.draining.is_set()
+        if drained_v2:  # a draining pod takes no next task: report with POST /tasks, answer "none" (204)
+            target = "/tasks" + (f"?{query}" if query else "")
         if held is not None:
             self.ledger.reporting(held, +1)
         started = time.perf_counter()
@@ -260,6 +269,8 @@ class Sidecar:
             # The server refused the result for good: keeping the slot would block the pod for ever.
             self.metrics.for_task(held.task_type).update_error(f"HTTP{resp.status_code}").inc()
             self._settled(held, status)
+        if resp.ok and drained_v2:
+            return Reply(204)
         if resp.ok and route.kind == routes.UPDATE_V2:
             return self._handed_over(resp)
         return _reply(resp)
