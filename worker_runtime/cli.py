@@ -206,8 +206,10 @@ def _sidecar_parser(sub: Any) -> None:
 
 
 def run_sidecar(args: argparse.Namespace, log: logging.Logger) -> int:
+    from worker_runtime.client import proxy_for
     from worker_runtime.metrics import HealthServer, WorkerMetrics
     from worker_runtime.sidecar.core import Sidecar, TaskSettings
+    from worker_runtime.sidecar.http1 import Upstream
     from worker_runtime.sidecar.processes import node_addresses
     from worker_runtime.sidecar.proxy import SidecarProcess, drain_route
 
@@ -217,7 +219,10 @@ def run_sidecar(args: argparse.Namespace, log: logging.Logger) -> int:
         log.error("CONDUCTOR_SIDECAR_TASKS / --tasks: %s", exc)
         return 2
     metrics = WorkerMetrics()
-    sidecar = Sidecar(ConductorClient(args.server_url), tasks, args.worker_id, metrics)
+    client = ConductorClient(args.server_url)
+    # Forwarded requests take the keep-alive fast path, unless an HTTP proxy is configured for the server.
+    upstream = None if proxy_for(client.base_url) else Upstream(client.base_url)
+    sidecar = Sidecar(client, tasks, args.worker_id, metrics, upstream=upstream)
 
     def allowed() -> frozenset[str]:
         try:

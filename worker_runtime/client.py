@@ -56,7 +56,7 @@ class Response:
         return json.loads(self.content)
 
 
-def _proxy_for(url: str) -> str | None:
+def proxy_for(url: str) -> str | None:
     """The proxy the environment names for this URL (read once, not per request), or None."""
     parts = urlsplit(url)
     if parts.hostname and proxy_bypass(parts.hostname):
@@ -83,7 +83,7 @@ class ConductorClient:
     ) -> None:
         url = server_url or os.environ.get("CONDUCTOR_SERVER_URL") or "http://localhost:8080/api"
         self.base_url = url.rstrip("/")
-        proxy = _proxy_for(self.base_url)
+        proxy = proxy_for(self.base_url)
         # One pool for the one server (no per-request pool lookup), or a ProxyManager taking full
         # URLs. block=False: more threads than pool slots open extra connections instead of waiting.
         self.pool: Any

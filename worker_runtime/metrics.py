@@ -125,13 +125,18 @@ class WorkerMetrics:
         )
 
         self._api_children: dict[tuple[str, str, str], Any] = {}
+        self._per_task: dict[str, TaskTypeMetrics] = {}
 
     def observe_api_request(self, method: str, uri: str, status: str, seconds: float) -> None:
         key = (method, uri, status)  # the histogram's label order
         _bound(self._api_children, key, self.api_request_time, key).observe(seconds)
 
     def for_task(self, task_type: str) -> TaskTypeMetrics:
-        return TaskTypeMetrics(self, task_type)
+        """One task type's bound series, made once (binding is a lock and a key per series)."""
+        found = self._per_task.get(task_type)
+        if found is None:
+            found = self._per_task.setdefault(task_type, TaskTypeMetrics(self, task_type))
+        return found
 
 
 class TaskTypeMetrics:

@@ -298,3 +298,38 @@ def test_a_killed_workers_tasks_run_again_within_15_s_each_once(
         assert t["endTime"] / 1000 - at <= 15 + 8 + 2, t["endTime"] / 1000 - at
     restarts = fleet.pods()[0].status.container_statuses
     assert any(c.name == "worker" and c.restart_count >= 1 for c in restarts)
+
+
+@pytest.fixture(scope="module")
+def plain_go(stack: StackConfig, node) -> tuple[str, str]:
+    return "go", demo.load_example(stack, "plain-go")
+
+
+@pytest.mark.parametrize("sidecar", [True, False], ids=["sidecar", "no-sidecar"])
+def test_the_sidecar_extends_the_lease_of_a_task_longer_than_its_response_timeout(
+    sidecar, plain_go, conductor_client, operator, namespace, k8s_api, kubectl, stack
+):
+    """A 14 s task whose responseTimeoutSeconds is 4: the server times it out (TIMED_OUT, no retry left)
+    unless someone says it is still worked on. The sidecar sends extendLease every 2 s (half the timeout);
+    the server then only refreshes the task's update time, and the task completes, polled once."""
+    task = unique("lease").replace("_", "-")
+    conductor_client.register_task_defs([task_def(task, response_timeout=4)])
+    workflow = f"wf-{task}"
+    conductor_client.register_workflow(
+        linear_workflow(workflow, [(task, "sleep", {"seconds": "${workflow.input.seconds}"})])
+    )
+    name = f"lease-{uuid.uuid4().hex[:6]}"
+    cw = manifest(name, task, plain_go, stack.pod_conductor_url, 1)
+    cw["spec"]["sidecar"]["enabled"] = sidecar
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cw))
+    fleet = Fleet(name, namespace, k8s_api, kubectl)
+    wait_for(lambda: len(fleet.pods()) == 1, 90, "one ready pod")
+    (wf,) = finished(conductor_client, start(conductor_client, workflow, task, 1, 14), 90)
+    t = the_task(wf)
+    if sidecar:
+        assert (wf["status"], t["status"], t["pollCount"]) == ("COMPLETED", "COMPLETED", 1), t
+    else:
+        assert (wf["status"], t["status"]) == ("TIMED_OUT", "TIMED_OUT") or t["status"] == "TIMED_OUT", (
+            wf["status"],
+            t,
+        )

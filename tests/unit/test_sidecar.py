@@ -383,3 +383,84 @@ def test_the_proxy_forwards_over_http_with_the_servers_base_path() -> None:
     finally:
         proxy.shutdown()
         upstream.shutdown()
+
+
+# -- the sidecar's own HTTP/1.1 ----------------------------------------------------------------------
+
+
+def test_read_request_takes_content_length_and_chunked_bodies_and_refuses_garbage() -> None:
+    import io
+
+    from worker_runtime.sidecar import http1
+
+    raw = b"POST /api/tasks?a=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
+    rfile = io.BytesIO(raw)
+    first = http1.read_request(rfile)
+    assert (first.method, first.target, first.body, first.keep_alive) == ("POST", "/api/tasks?a=1", b"{}", True)
+    second = http1.read_request(rfile)
+    assert second.method == "GET" and not second.keep_alive
+    assert http1.read_request(rfile) is None
+    chunked = io.BytesIO(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n")
+    assert http1.read_request(chunked).body == b"abcde"
+    for bad in (b"NONSENSE\r\n\r\n", b"GET / HTTP/1.1\r\nno colon\r\n\r\n", b"GET / SPDY/3\r\n\r\n"):
+        with pytest.raises(http1.BadRequest):
+            http1.read_request(io.BytesIO(bad))
+
+
+def test_upstream_reads_chunked_replies_reuses_its_connection_and_replaces_one_the_server_closed() -> None:
+    from worker_runtime.sidecar import http1
+
+    connections: list[int] = []
+
+    class Chunky(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            connections.append(self.client_address[1])
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            if self.path.endswith("bye"):
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"4\r\n[1,2\r\n1\r\n]\r\n0\r\n\r\n")
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Chunky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        up = http1.Upstream(f"http://127.0.0.1:{server.server_address[1]}/api")
+        assert up.exchange("GET", "/one", None, {}, 5)[0::2] == (200, b"[1,2]")
+        up.exchange("GET", "/two", None, {}, 5)
+        assert len(set(connections)) == 1  # kept alive
+        up.exchange("GET", "/bye", None, {}, 5)  # the server closes this one
+        assert up.exchange("GET", "/three", None, {}, 5)[2] == b"[1,2]"
+        assert len(set(connections)) == 2
+        server.shutdown()
+        server.server_close()
+        up.close()  # a kept connection would still be served by its handler thread
+        with pytest.raises(OSError):
+            up.exchange("GET", "/four", None, {}, 1)
+    finally:
+        server.shutdown()
+
+
+def test_the_proxy_answers_a_malformed_request_with_400_and_serves_a_whole_session() -> None:
+    import socket as sock_mod
+
+    sidecar, server, _ = make()
+    server.script("GET", "/metadata/x", Response(200, b"ok", {"Content-Type": "text/plain"}))
+    proxy = proxy_server(sidecar, 0)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        with sock_mod.create_connection(proxy.server_address) as s:
+            s.sendall(b"GET /api/metadata/x HTTP/1.1\r\nHost: a\r\n\r\nGET /api/metadata/x HTTP/1.1\r\n\r\n")
+            time.sleep(0.2)
+            data = s.recv(65536)
+            assert data.count(b"HTTP/1.1 200 OK") == 2 and b"Content-Length: 2\r\n\r\nok" in data
+        with sock_mod.create_connection(proxy.server_address) as s:
+            s.sendall(b"GARBAGE\r\n\r\n")
+            assert s.recv(1024).startswith(b"HTTP/1.1 400 Bad Request")
+    finally:
+        proxy.shutdown()

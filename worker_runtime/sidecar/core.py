@@ -23,6 +23,7 @@ from worker_runtime.client import ConductorClient, Response, encode_json
 from worker_runtime.errors import ConductorError
 from worker_runtime.metrics import WorkerMetrics
 from worker_runtime.sidecar import routes
+from worker_runtime.sidecar.http1 import Upstream
 from worker_runtime.sidecar.ledger import Held, Ledger
 from worker_runtime.sidecar.processes import ProcessWatch
 
@@ -109,8 +110,11 @@ class Sidecar:
         processes: ProcessWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        upstream: Upstream | None = None,
     ) -> None:
+        """`upstream`: the fast keep-alive path for forwarded requests (None: all through `client`)."""
         self.client = client
+        self.upstream = upstream
         self.tasks = dict(tasks)
         self.worker_id = worker_id
         self.metrics = metrics or WorkerMetrics()
@@ -153,12 +157,42 @@ class Sidecar:
         self, method: str, target: str, body: bytes, headers: Mapping[str, str], origin: bool = False
     ) -> Reply:
         try:
-            resp = self.client.exchange(method, target, body or None, _forwarded(headers), origin=origin)
+            resp = self._send(method, target, body or None, _forwarded(headers), origin=origin)
         except ConductorError as exc:
             self._failed(str(exc))
             return Reply(502, JSON_HEADERS, encode_json({"message": "the sidecar cannot reach the Conductor server"}))
         self._answered(resp)
         return _reply(resp)
+
+    def _send(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        timeout: float | None = None,
+        *,
+        origin: bool = False,
+    ) -> Response:
+        """One request to the server with the pod's token (renewed once on 401/403, unless the worker sent
+        its own); a network failure is a ConductorError."""
+        if self.upstream is None or origin:
+            return self.client.exchange(method, target, body, headers, timeout, origin=origin)
+        auth = self.client.auth
+        own_token = any(k.lower() == "x-authorization" for k in headers)
+        for attempt in (1, 2):
+            sent = {**headers, **auth.headers()} if auth and not own_token else dict(headers)
+            try:
+                status, reply_headers, content = self.upstream.exchange(
+                    method, target, body, sent, timeout if timeout is not None else self.client.timeout[1]
+                )
+            except OSError as exc:
+                raise ConductorError(f"{method} {target.split('?', 1)[0]}: {exc}") from exc
+            if status in (401, 403) and auth and not own_token and attempt == 1:
+                auth.invalidate()
+                continue
+            return Response(status, content, reply_headers)
+        raise AssertionError("unreachable")
 
     def _answered(self, resp: Response) -> None:
         if resp.status_code >= 500:
@@ -190,9 +224,7 @@ class Sidecar:
             series.poll_total.inc()
             series.poll.inc()
             try:
-                resp = self.client.exchange(
-                    "GET", target, None, _forwarded(headers), timeout=params.wait_ms(batch) / 1000 + 30
-                )
+                resp = self._send("GET", target, None, _forwarded(headers), timeout=params.wait_ms(batch) / 1000 + 30)
             except ConductorError as exc:
                 self._failed(str(exc))
                 series.poll_error(type(exc).__name__).inc()
@@ -295,7 +327,7 @@ class Sidecar:
         held = self.ledger.hold(task, self.processes.alive())
         if held is not None:
             series = self.metrics.for_task(held.task_type)
-            series.polled.inc()
+            series.handed.inc()
             series.execution_started.inc()
             self._show_busy(held.task_type)
         return _reply(resp)
@@ -305,11 +337,11 @@ class Sidecar:
     ) -> tuple[Response, bool]:
         """Send an update; a 5xx or a network failure is tried again, and a final result that still fails is
         kept and retried in the background (the worker is told it was taken: it is never dropped)."""
-        backoff = Backoff(base=0.5, cap=4.0)
+        backoff: Backoff | None = None  # made on the first failure only (its Random seeds from urandom)
         failure: str = ""
         for attempt in range(INLINE_ATTEMPTS):
             try:
-                resp = self.client.exchange(method, target, body or None, headers)
+                resp = self._send(method, target, body or None, headers)
             except ConductorError as exc:
                 failure = str(exc)
                 self._failed(failure)
@@ -321,6 +353,7 @@ class Sidecar:
                 if not keep and attempt == INLINE_ATTEMPTS - 1:
                     return resp, False
             if attempt < INLINE_ATTEMPTS - 1:
+                backoff = backoff or Backoff(base=0.5, cap=4.0)
                 self.sleep(backoff.next_delay())
         if not keep:
             message = {"message": f"the Conductor server did not take the update: {failure}"}
@@ -339,7 +372,7 @@ class Sidecar:
         still = []
         for target, body, headers, held in pending:
             try:
-                resp = self.client.exchange("POST", target, body, headers)
+                resp = self._send("POST", target, body, headers)
                 delivered = resp.status_code < 500
             except ConductorError:
                 delivered = False
@@ -397,7 +430,7 @@ class Sidecar:
                 "extendLease": True,
             }
             try:
-                resp = self.client.exchange("POST", "/tasks", encode_json(body), {"Content-Type": "application/json"})
+                resp = self._send("POST", "/tasks", encode_json(body), {"Content-Type": "application/json"})
             except ConductorError as exc:
                 log.warning("could not extend the lease of task %s: %s", held.task_id, exc)
                 continue
@@ -412,9 +445,7 @@ class Sidecar:
             return
         name = next(iter(self.tasks), "")
         try:
-            resp = self.client.exchange(
-                "GET", f"/tasks/queue/sizes?taskType={name}", None, {"Accept": "application/json"}
-            )
+            resp = self._send("GET", f"/tasks/queue/sizes?taskType={name}", None, {"Accept": "application/json"})
         except ConductorError as exc:
             self._failed(str(exc))
             return

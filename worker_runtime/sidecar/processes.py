@@ -31,28 +31,35 @@ def top_level(stats: Iterable[tuple[int, int, int]], own_pid: int) -> frozenset[
 
 
 class ProcessWatch:
-    """Reads /proc; `enabled` is False when the PID namespace is not shared."""
+    """Reads /proc; `enabled` is False when the PID namespace is not shared.
+
+    Called on every poll that brought tasks, so it reads the stat file of new PIDs only (and again of
+    the few top-level ones, whose start time tells a reused PID apart): a listing per call, not a read
+    per process."""
 
     def __init__(self, proc: str = "/proc", own_pid: int | None = None) -> None:
         self.proc = proc
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.enabled = self.own_pid != 1
+        self._known: dict[str, tuple[int, int, int] | None] = {}  # pid -> parsed stat (None: unreadable)
+
+    def _stat(self, name: str) -> tuple[int, int, int] | None:
+        try:
+            with open(f"{self.proc}/{name}/stat") as fh:
+                return parse_stat(fh.read())
+        except OSError:  # exited while we looked
+            return None
 
     def alive(self) -> frozenset[int]:
         if not self.enabled:
             return frozenset()
-        stats = []
-        for name in os.listdir(self.proc):
-            if not name.isdigit():
-                continue
-            try:
-                with open(f"{self.proc}/{name}/stat") as fh:
-                    parsed = parse_stat(fh.read())
-            except OSError:  # exited while we looked
-                continue
-            if parsed is not None:
-                stats.append(parsed)
-        return top_level(stats, self.own_pid)
+        names = {n for n in os.listdir(self.proc) if n.isdigit()}
+        known = {n: v for n, v in self._known.items() if n in names}
+        for name in names:
+            if name not in known or (known[name] is not None and known[name][1] == 0):
+                known[name] = self._stat(name)
+        self._known = known
+        return top_level((v for v in known.values() if v is not None), self.own_pid)
 
 
 def node_addresses(route_table: str, host_ips: Iterable[str]) -> frozenset[str]:

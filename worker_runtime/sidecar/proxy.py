@@ -12,11 +12,11 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from worker_runtime.metrics import HealthServer
-from worker_runtime.sidecar.core import Reply, Sidecar
+from worker_runtime.sidecar import http1
+from worker_runtime.sidecar.core import Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -24,52 +24,13 @@ TICK_SECONDS = 1.0
 LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 
 
-def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    """The request body by Content-Length, or de-chunked."""
-    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
-        chunks = []
-        while True:
-            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            chunks.append(handler.rfile.read(size))
-            handler.rfile.readline()
-    length = int(handler.headers.get("Content-Length") or 0)
-    return handler.rfile.read(length) if length else b""
+def proxy_server(sidecar: Sidecar, port: int, host: str = "127.0.0.1") -> http1.Server:
+    def handle(req: http1.Request) -> tuple[int, list[tuple[str, str]], bytes]:
+        path, _, query = req.target.partition("?")
+        reply = sidecar.handle(req.method, path, query, req.headers, req.body)
+        return reply.status, reply.headers, reply.body
 
-
-def proxy_server(sidecar: Sidecar, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive: an SDK's connection pool reuses its connections
-
-        def _handle(self) -> None:
-            path, _, query = self.path.partition("?")
-            try:
-                body = _read_body(self)
-                reply = sidecar.handle(self.command, path, query, dict(self.headers.items()), body)
-            except Exception:  # never let one request take the connection down without a reply
-                log.exception("sidecar failed on %s %s", self.command, path)
-                reply = Reply(500, [("Content-Type", "text/plain")], b"sidecar error\n")
-            self.send_response(reply.status)
-            for key, value in reply.headers:
-                self.send_header(key, value)
-            if reply.status not in (204, 304) and self.command != "HEAD":
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
-            else:
-                self.end_headers()
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    return http1.Server((host, port), handle)
 
 
 def drain_route(
