@@ -175,6 +175,7 @@ class Pythons:
     bench: Path = Path(sys.executable)
     ceiling_go: Path = CACHE / "bench-bin" / "ceiling-go"  # built by scripts/bench.sh
     sdk_go: Path = CACHE / "bench-bin" / "sdk-go"  # bench/sdk_go, built by scripts/bench.sh
+    hop_go: Path = CACHE / "bench-bin" / "hop-go"  # bench/hop_go, built by scripts/bench.sh
 
 
 def command(contender: str, py: Pythons, server_url: str, threads: int, extra: list[str] | None = None) -> list[str]:
@@ -245,10 +246,18 @@ def command(contender: str, py: Pythons, server_url: str, threads: int, extra: l
             "WARNING",
         ]
         script = " ".join(a if a.startswith("$") else shlex.quote(a) for a in sidecar)
-        wait = f'{shlex.quote(str(py.bench))} -c {shlex.quote(_WAIT_FOR_PORT)} "$SIDECAR_PORT"'
-        worker = " ".join(shlex.quote(a) for a in command("sdk-go", py, server_url, threads))
-        return ["sh", "-c", f"{script} & {wait} && exec {worker}"]
+        return _beside_sdk_go(script, py, server_url, threads)
+    if contender == "sdk-go+hop-go":  # the same worker through a bare Go reverse proxy: the hop's own price
+        hop = f"{shlex.quote(str(py.hop_go))} --server-url {shlex.quote(server_url)} --listen 127.0.0.1:$SIDECAR_PORT"
+        return _beside_sdk_go(hop, py, server_url, threads)
     raise ValueError(contender)
+
+
+def _beside_sdk_go(proxy: str, py: Pythons, server_url: str, threads: int) -> list[str]:
+    """sh starts the proxy, waits for its port, then becomes the Go worker (the proxy is its child)."""
+    wait = f'{shlex.quote(str(py.bench))} -c {shlex.quote(_WAIT_FOR_PORT)} "$SIDECAR_PORT"'
+    worker = " ".join(shlex.quote(a) for a in command("sdk-go", py, server_url, threads))
+    return ["sh", "-c", f"{proxy} & {wait} && exec {worker}"]
 
 
 # Blocks until the sidecar listens (the worker's first polls would otherwise be refused).
@@ -278,7 +287,7 @@ def launch(
         env.pop("CONDUCTOR_WORKER_ISOLATION", None)
     if contender == "sdk-go":
         env["CONDUCTOR_SERVER_URL"] = server_url
-    if contender == "sdk-go+sidecar":
+    if contender in ("sdk-go+sidecar", "sdk-go+hop-go"):
         env["SIDECAR_PORT"], env["SIDECAR_METRICS_PORT"] = str(_free_port()), str(_free_port())
         env["CONDUCTOR_SERVER_URL"] = f"http://127.0.0.1:{env['SIDECAR_PORT']}/api"
         env["CONDUCTOR_SIDECAR_TASKS"] = json.dumps([{"name": name, "concurrency": threads} for name in tasks])

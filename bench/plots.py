@@ -18,6 +18,7 @@ COLORS = {
     "ceiling-go": "tab:gray",
     "sdk-go": "tab:brown",
     "sdk-go+sidecar": "tab:pink",
+    "sdk-go+hop-go": "black",
     "sdk-thread": "tab:red",
     "runtime-t100": "tab:purple",
     "runtime-v2": "tab:cyan",

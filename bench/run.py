@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         "--contenders",
         default="runtime,sdk,ceiling-go",
         help="comma-separated; also runtime-v1 (update-v2 off), runtime-t100 (poll timeout 100 ms), ceiling"
-        " and ceiling-v2 (the bare loop in Python with POST /tasks or update-v2), sdk-go and sdk-go+sidecar"
-        " (conductor-go direct and through `conductor-worker sidecar`)",
+        " and ceiling-v2 (the bare loop in Python with POST /tasks or update-v2), sdk-go, sdk-go+sidecar"
+        " and sdk-go+hop-go (conductor-go direct, through `conductor-worker sidecar`, through a bare Go proxy)",
     )
     parser.add_argument("--latency-n", type=int, default=100, help="paced workflows for the pickup latency")
     parser.add_argument("--latency-rate", type=float, default=25.0, help="their start rate per second")

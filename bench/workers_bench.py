@@ -294,9 +294,9 @@ def summarize(runs: list[dict[str, Any]], contenders: list[str]) -> dict[str, An
                         if base in rr and other in rr and rr[other].get(m) and rr[base].get(m) is not None
                     ]
                     ratios[f"{base}/{other} {m}"] = spread(vals)
-        # What the sidecar adds to the worker it serves: the pair side by side in each round.
-        for paired in (c for c in contenders if c.endswith("+sidecar")):
-            base = paired.removesuffix("+sidecar")
+        # What a proxy beside the worker adds (the sidecar, or the bare Go hop): side by side in each round.
+        for paired in (c for c in contenders if c.endswith(("+sidecar", "+hop-go"))):
+            base = paired.split("+", 1)[0]
             pairs = [rr for rr in by_round.values() if paired in rr and base in rr]
             for m in RATIOS:
                 vals = [

@@ -55,16 +55,20 @@ if [[ ! -f "$CEILING_STAMP" ]]; then
   touch "$CEILING_STAMP"
 fi
 
-# The Go SDK worker of contenders sdk-go and sdk-go+sidecar, rebuilt when its source changes.
-SDK_GO_SRC="$CWO_ROOT/bench/sdk_go"
-SDK_GO_STAMP="$CWO_CACHE/bench-bin/.sdk-go-$(cat "$SDK_GO_SRC"/go.mod "$SDK_GO_SRC"/go.sum "$SDK_GO_SRC"/*.go | sha256sum | cut -c1-16)"
-if [[ ! -f "$SDK_GO_STAMP" ]]; then
-  log "building bench/sdk_go"
+# The Go SDK worker (contenders sdk-go, sdk-go+sidecar, sdk-go+hop-go) and the bare Go reverse proxy
+# (sdk-go+hop-go), each rebuilt when its source changes.
+go_tool() {  # go_tool NAME DIR
+  local src="$CWO_ROOT/bench/$2" stamp
+  stamp="$CWO_CACHE/bench-bin/.$1-$(cat "$src"/go.* "$src"/*.go | sha256sum | cut -c1-16)"
+  [[ -f "$stamp" ]] && return
+  log "building bench/$2"
   mkdir -p "$CWO_CACHE/bench-bin"
-  (cd "$SDK_GO_SRC" && GOMODCACHE="$CWO_CACHE/go-mod" GOCACHE="$CWO_CACHE/go-build" CGO_ENABLED=0 go build -trimpath -o "$CWO_CACHE/bench-bin/sdk-go" .)
-  rm -f "$CWO_CACHE"/bench-bin/.sdk-go-*
-  touch "$SDK_GO_STAMP"
-fi
+  (cd "$src" && GOMODCACHE="$CWO_CACHE/go-mod" GOCACHE="$CWO_CACHE/go-build" CGO_ENABLED=0 go build -trimpath -o "$CWO_CACHE/bench-bin/$1" .)
+  rm -f "$CWO_CACHE"/bench-bin/."$1"-*
+  touch "$stamp"
+}
+go_tool sdk-go sdk_go
+go_tool hop-go hop_go
 
 server_given=0
 for arg in "$@"; do [[ "$arg" == --server-url* ]] && server_given=1; done

@@ -1,0 +1,3 @@
+module conductor-worker-operator/bench/hop_go
+
+go 1.22
