@@ -65,7 +65,15 @@ class TokenAuth:
             return
         if not resp.ok:
             raise ConductorError(f"token request failed: HTTP {resp.status_code}", resp.status_code)
-        token = resp.json()["token"]
+        try:
+            token = resp.json()["token"]
+            if not isinstance(token, str) or not token:
+                raise KeyError("token")
+        except (ValueError, KeyError, TypeError):  # retryable: the result waits for a good reply
+            raise ConductorError(
+                f"token reply (HTTP {resp.status_code}) holds no token",
+                resp.status_code if resp.status_code < 400 else None,
+            ) from None
         self._token = token
         self._expires = token_expiry(token, time.time())
         log.info("obtained auth token (expires in %.0fs)", self._expires - time.time())

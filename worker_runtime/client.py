@@ -163,7 +163,10 @@ class ConductorClient:
         resp = self.exchange(method, target, body, headers, timeout, label=path)
         if resp.status_code >= 400:
             raise ConductorError(
-                f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code, resp.text
+                f"{method} {path}: HTTP {resp.status_code}: {resp.text[:300]}",
+                resp.status_code,
+                resp.text,
+                summary=f"{method} {path}: HTTP {resp.status_code}",
             )
         return resp
 
@@ -222,7 +225,11 @@ class ConductorClient:
         try:
             return json.loads(resp.content)
         except ValueError as exc:
-            raise ConductorError(f"malformed JSON from server: {resp.text[:200]!r}", resp.status_code) from exc
+            raise ConductorError(
+                f"malformed JSON from server: {resp.text[:200]!r}",
+                resp.status_code,
+                summary=f"malformed JSON from server (HTTP {resp.status_code})",
+            ) from exc
 
     # -- tasks -----------------------------------------------------------------------------------
 

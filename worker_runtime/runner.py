@@ -589,7 +589,7 @@ class TaskRunner:
         unless that is what it refused. True when there is a new body to send."""
         if exc.status is None or held.status == str(TaskStatus.FAILED_WITH_TERMINAL_ERROR):
             return False
-        log.error("server refused the result of task %s (%s); reporting it as failed", held.task.task_id, exc)
+        log.error("server refused the result of task %s (%s); reporting it as failed", held.task.task_id, exc.summary)
         reason = f"server refused the result: {exc}"
         failed = results.terminal_failure(reason, held.task, self.settings.worker_id)
         with self._cond:
@@ -665,13 +665,17 @@ class TaskRunner:
             self._start(following)
 
     def _give_up(self, held: _Held, exc: Exception) -> None:
+        """The result could not be delivered. Its size and status are logged, never its content (task
+        outputs may hold personal or secret data, and logs are read more widely than the server)."""
         self.series.result_dropped.inc()
+        summary = exc.summary if isinstance(exc, ConductorError) else f"{type(exc).__name__}"
         log.error(
-            "RESULT NOT DELIVERED for task %s of workflow %s (%s); result follows: %s",
+            "RESULT NOT DELIVERED for task %s of workflow %s (%s): a %s result of %d bytes",
             held.task.task_id,
             held.task.workflow_instance_id,
-            exc,
-            (held.body or b"").decode()[:20000],
+            summary,
+            held.status,
+            len(held.body or b""),
         )
 
 

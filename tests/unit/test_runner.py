@@ -7,6 +7,7 @@ import functools
 import json
 import math
 import threading
+import time
 from collections import deque
 from typing import Any
 
@@ -131,6 +132,24 @@ def test_a_5xx_saying_not_retryable_is_retried_until_the_result_is_accepted():
     assert accepted[0]["outputData"] == {"y": 2}
     assert _metric(runner, "task_update_error_total", exception="HTTP500") == 1
     _wait_idle(runner)
+
+
+def test_a_403_is_retried_and_a_result_given_up_is_logged_without_its_content(caplog):
+    client = FakeClient()
+    client.update_failures.extend([ConductorError("HTTP 403", 403)] * 2)
+    runner = _runner(lambda: {"card": "4111-1111"}, client)
+    runner._accept(_raw())
+    accepted = client.wait_for("accepted", 1)
+    assert accepted[0]["outputData"] == {"card": "4111-1111"}  # retried, not turned into a failure
+    _wait_idle(runner)
+    client.update_failures.extend([ConductorError("HTTP 400: card 4111-1111 refused", 400, summary="HTTP 400")] * 9)
+    runner._accept(_raw())
+    with caplog.at_level("ERROR"):
+        deadline = time.monotonic() + WAIT
+        while _metric(runner, "task_result_dropped_total") == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert _metric(runner, "task_result_dropped_total") == 1
+    assert "RESULT NOT DELIVERED" in caplog.text and "4111" not in caplog.text
 
 
 # -- update-v2 hand-over --------------------------------------------------------------------------

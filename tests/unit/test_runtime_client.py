@@ -21,6 +21,10 @@ from worker_runtime.client import ConductorClient, ConductorError
         (400, '{"message":"bad"}', False, "HTTP400"),
         (413, "", False, "HTTP413"),
         (404, "", False, "HTTP404"),
+        # an auth refusal after the client renewed its token: credentials being rotated, or a token
+        # service that is down, must not cost a result
+        (401, "", True, "HTTP401"),
+        (403, "", True, "HTTP403"),
         # Conductor 3.21 says retryable:false on a 500 for any non-transient exception, a Redis
         # outage included: a 5xx is retried whatever its body says.
         (500, '{"status":500,"message":"JSON parse error","retryable":false}', True, "HTTP500"),
@@ -173,3 +177,20 @@ def test_release_gives_the_task_back_in_progress_with_no_callback_delay():
     client.release_task({"taskId": "t1", "workflowInstanceId": "w1"}, "pod")
     assert bodies[0]["status"] == "IN_PROGRESS"
     assert (bodies[0]["callbackAfterSeconds"], bodies[0]["workerId"], bodies[0]["taskId"]) == (0, "pod", "t1")
+
+
+def test_a_token_reply_that_is_no_token_is_a_retryable_error():
+    client = ConductorClient("http://127.0.0.1:9/api", key_id="k", key_secret="s")
+    client.pool = _Pool(status=200, data=b"<html>login</html>")
+    with pytest.raises(ConductorError) as caught:
+        client.get_task("t1")
+    assert caught.value.retryable and "login" not in str(caught.value)
+
+
+def test_an_error_summary_leaves_the_reply_body_out():
+    client = ConductorClient("http://127.0.0.1:9/api")
+    client.pool = _Pool(status=404, data=b"internal admin page: secret=42")
+    with pytest.raises(ConductorError) as caught:
+        client.get_task("t1")
+    assert "secret=42" in str(caught.value)  # the log keeps it for the operator of the server
+    assert caught.value.summary == "GET /tasks/t1: HTTP 404"
