@@ -29,6 +29,7 @@ HASH_ANNOTATION = f"{GROUP}/spec-hash"
 DEFAULT_METRICS_PORT = 8000
 DEFAULT_GRACE_SECONDS = 60
 DEFAULT_SDK = "python"  # this project's runtime: spec.image + spec.modules
+RUNTIME_UID = sidecar_pod.IMAGE_USER  # the runtime image's USER (Dockerfile): its pods and the sidecar
 
 Manifest = dict[str, Any]
 
@@ -249,11 +250,12 @@ def worker_args(spec: dict[str, Any]) -> list[str]:
 
 
 def _pod_security(template: dict[str, Any], runtime: bool) -> dict[str, Any]:
-    """Non-root always. The runtime image's user is known (uid 1000); another SDK's image runs as its own
-    numeric USER (the kubelet refuses a root or non-numeric one), unless the template sets runAsUser."""
+    """Non-root always. The runtime image's user is known (uid and gid 10001, as its Dockerfile makes it:
+    files an image built FROM it copies with --chown=10001 stay readable); another SDK's image runs as its
+    own numeric USER (the kubelet refuses a root or non-numeric one), unless the template sets runAsUser."""
     base: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     if runtime:
-        base.update({"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000})
+        base.update({"runAsUser": RUNTIME_UID, "runAsGroup": RUNTIME_UID, "fsGroup": RUNTIME_UID})
     return {**base, **copy.deepcopy(template.get("securityContext") or {})}
 
 

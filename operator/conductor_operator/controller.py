@@ -40,6 +40,7 @@ from conductor_operator.status import (
     deployment_problems,
     metrics_verdict,
     problem_events,
+    public_reason,
     spec_problems,
 )
 from conductor_operator.taskdefs import TaskDefSource, TaskLimits, pod_caps
@@ -484,7 +485,7 @@ class Controller:
             key_id, key_secret = conductor_credentials(self.kube, spec, ns)
             depth = self.queues.depths(conductor["serverUrl"], queues, interval * 0.9, key_id, key_secret)
         except (ConductorError, requests.RequestException, ValueError, KeyError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
+            error = f"{type(exc).__name__}: {public_reason(exc)}"[:300]
             opmetrics.CONDUCTOR_ERRORS.labels(ns, name).inc()
             log.warning("%s/%s: queue depth unavailable: %s", ns, name, error)
         else:

@@ -14,6 +14,14 @@ from typing import Any
 
 from conductor_operator import builders
 from conductor_operator.sdk_env import secret_keys
+from worker_runtime.errors import ConductorError
+
+
+def public_reason(exc: Exception) -> str:
+    """What a failure may say in a status condition or an Event: never a reply body. Whoever may read
+    the ConductorWorker sees it, and `serverUrl` may point at any service the operator can reach."""
+    return exc.summary if isinstance(exc, ConductorError) else str(exc)
+
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 
