@@ -199,7 +199,15 @@ def test_default_render(helm, monkeypatch):
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
     assert svc["spec"]["selector"] == spec["selector"]["matchLabels"]
     assert not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "Role")
-    assert [d["metadata"]["name"] for d in by_kind(docs, "ClusterRole")] == ["cwo-conductor-worker-operator"]
+    roles = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole")}
+    assert sorted(roles) == [f"cwo-conductor-worker-operator{s}" for s in ("", "-edit", "-view")]
+    assert (
+        roles["cwo-conductor-worker-operator-edit"]["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"]
+        == "true"
+    )
+    assert by_kind(render(helm, "--set", "rbac.aggregateToDefaultRoles=false"), "ClusterRole")[0]["metadata"][
+        "name"
+    ] == ("cwo-conductor-worker-operator")
 
     for doc in docs:
         labels = doc["metadata"]["labels"]
@@ -236,7 +244,7 @@ def test_namespaced_rbac_with_two_watch_namespaces(helm):
         assert b["subjects"] == [
             {"kind": "ServiceAccount", "name": "cwo-conductor-worker-operator", "namespace": "cwo-system"}
         ]
-    (cluster_role,) = by_kind(docs, "ClusterRole")
+    (cluster_role,) = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-cluster")]
     assert {r["resources"][0] for r in cluster_role["rules"]} == {"customresourcedefinitions", "namespaces"}
     for r in [*cluster_role["rules"], *roles[0]["rules"]]:
         assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], r
@@ -329,6 +337,25 @@ def test_install_grants_exactly_what_the_operator_needs_and_uninstall_leaves_not
         ]
         wrong = [c for c in allowed if not can_i(kubectl, sa, *c)]
         wrong += [("NOT", *c) for c in denied if can_i(kubectl, sa, *c)]
+        assert not wrong, wrong
+
+        # Users: `edit` in a namespace manages its ConductorWorkers, `view` reads them (aggregated roles,
+        # merged into the default roles by the controller-manager).
+        for user, role in (("alice", "edit"), ("bob", "view")):
+            kubectl("create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}", "-n", ns_a)
+        cw = "conductorworkers.conductor.io"
+        wait_for(lambda: can_i(kubectl, "alice", "create", cw, ns_a), 30, "edit aggregates ConductorWorkers")
+        wait_for(lambda: can_i(kubectl, "bob", "list", cw, ns_a), 30, "view aggregates ConductorWorkers")
+        users = [
+            ("alice", "delete", cw, ns_a, True),
+            ("alice", "patch", f"{cw}/scale", ns_a, True),
+            ("alice", "patch", f"{cw}/status", ns_a, False),  # the status is the operator's
+            ("alice", "create", cw, ns_b, False),  # only where the binding is
+            ("bob", "watch", cw, ns_a, True),
+            ("bob", "create", cw, ns_a, False),
+            ("bob", "patch", cw, ns_a, False),
+        ]
+        wrong = [u for u in users if can_i(kubectl, u[0], *u[1:4]) != u[4]]
         assert not wrong, wrong
     finally:
         helm("uninstall", release, "--namespace", namespace, "--wait", kubeconfig=kubeconfig)
