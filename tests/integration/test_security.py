@@ -135,3 +135,71 @@ def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfi
     finally:
         _kubectl(stack, "delete", "namespace", ns, "--wait=true", "--timeout=120s")
         demo.run([str(stack.helm), "uninstall", demo.RELEASE, "--namespace", demo.OPERATOR_NS, "--wait"], stack)
+
+
+def test_fleets_run_where_pod_security_restricted_is_enforced(stack: StackConfig, k8s_api, conductor_url, node):
+    """The namespace enforces the `restricted` Pod Security Standard, which refuses a pod that could run as
+    root, keeps a capability, may escalate or has no seccomp profile. A runtime fleet and a Go SDK fleet
+    with its Conductor sidecar (an init container, held to the same rules) still get ready pods."""
+    core = client.CoreV1Api(k8s_api)
+    ns = f"psa-{uuid.uuid4().hex[:6]}"
+    plain_go = demo.load_example(stack, "plain-go")
+    demo.helm_install(stack)
+    labels = {
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+    }
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns, labels=labels)))
+    try:
+        base = {"conductor": {"serverUrl": stack.pod_conductor_url}, "replicas": 1}
+        fleets = [
+            {
+                "metadata": {"name": "runtime"},
+                "spec": {
+                    **base,
+                    "image": images.DEMO_WORKERS_IMAGE,
+                    "modules": ["demo_workers"],
+                    "tasks": [{"name": "cwo_demo_price"}],
+                },
+            },
+            {
+                "metadata": {"name": "go"},
+                "spec": {
+                    **base,
+                    "sdk": "go",
+                    "imagePullPolicy": "Never",
+                    "container": {"image": plain_go},
+                    "metrics": {"enabled": False},
+                    "tasks": [{"name": "plain-sleep", "concurrency": 2}],
+                },
+            },
+        ]
+        for cw in fleets:
+            cw = {"apiVersion": "conductor.io/v1alpha1", "kind": "ConductorWorker", **cw}
+            _kubectl(stack, "apply", "-n", ns, "-f", "-", input=yaml.safe_dump(cw))
+
+        def ready() -> dict[str, client.V1Pod]:
+            pods = core.list_namespaced_pod(ns).items
+            return {
+                p.metadata.labels["app.kubernetes.io/instance"]: p
+                for p in pods
+                if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            }
+
+        pods = wait_for(lambda: (found := ready()).keys() == {"runtime", "go"} and found, 120, "both fleets ready")
+        runtime_pod, go_pod = pods["runtime"], pods["go"]
+        assert runtime_pod.spec.security_context.run_as_user == 10001  # the runtime image's own user
+        (sidecar,) = go_pod.spec.init_containers
+        assert sidecar.name == "conductor-sidecar" and sidecar.restart_policy == "Always"
+        assert sidecar.security_context.run_as_user == 10001 and sidecar.security_context.capabilities.drop == ["ALL"]
+        # the admission really is enforcing: a pod that may escalate is refused in this namespace
+        bad = client.V1Pod(
+            metadata=client.V1ObjectMeta(name="escalates"),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image=images.RUNTIME_IMAGE)]),
+        )
+        with pytest.raises(client.ApiException) as refused:
+            core.create_namespaced_pod(ns, bad)
+        assert refused.value.status == 403 and "restricted" in refused.value.body
+    finally:
+        _kubectl(stack, "delete", "namespace", ns, "--wait=true", "--timeout=120s")
+        demo.run([str(stack.helm), "uninstall", demo.RELEASE, "--namespace", demo.OPERATOR_NS, "--wait"], stack)
