@@ -139,8 +139,8 @@ def test_apply_creates_deployment_service_and_truthful_status(operator, kubectl,
     pods = core.list_namespaced_pod(namespace, label_selector=st["selector"]).items
     assert len(pods) == 2
     table = kubectl("get", "cw", "images", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "TASKS", "DESIRED", "READY", "QUEUE", "AGE"]
-    assert table[1].split()[:4] == ["images", "resize,thumb.v2", "2", "0"]
+    assert table[0].split() == ["NAME", "READY", "TASKS", "DESIRED", "PODS", "QUEUE", "AGE"]
+    assert table[1].split()[:5] == ["images", "False", "resize,thumb.v2", "2", "0"]
     events = kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=images").stdout
     assert "Created" in events
 
