@@ -1,4 +1,5 @@
-"""`scripts/stack.sh up|down|status|env` — bring the local stack up, tear it down, inspect it."""
+"""`scripts/stack.sh up|down|status|env|load` — bring the local stack up, tear it down, inspect it, put
+your own image into its node."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from teststack import conductor, images, keda, kube, netsetup, node, procs
+from teststack import load as user_image
 from teststack.config import load
 
 
@@ -32,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop every process the stack started")
     keda_cmd = sub.add_parser("keda", help="KEDA on the running stack (built by scripts/build-keda.sh), for benchmarks")
     keda_cmd.add_argument("action", choices=["up", "down"])
+    load_cmd = sub.add_parser(
+        "load",
+        help="put an image into the node (IMAGE from podman or docker storage, or a docker/oci archive file)",
+    )
+    load_cmd.add_argument("image", help="an image reference (e.g. localhost/my-worker:1) or an archive's path")
+    load_cmd.add_argument("--name", help="the NAME:TAG to give an archive whose image has none")
     sub.add_parser("status", help="say what is running")
     sub.add_parser("env", help="print shell exports for kubectl, helm and the Conductor URL")
     args = parser.parse_args(argv)
@@ -83,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"KEDA {keda.version()}: APIService {keda.APISERVICE} Available", file=sys.stderr)
             else:
                 keda.stop(cfg)
+        elif args.command == "load":
+            for name in user_image.load(cfg, args.image, args.name):
+                print(name)
+            print(
+                "use the name above in spec.image or spec.container.image, with imagePullPolicy: Never", file=sys.stderr
+            )
         elif args.command == "status":
             print(f"conductor        {'up' if conductor.healthy(cfg) else 'down'}  {cfg.conductor_url}")
             print(f"kube-apiserver   {'up' if kube.healthy(cfg) else 'down'}  {cfg.apiserver_url}")
