@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export PATH={cfg.tools_bin}:$PATH")
             print(f"export CONDUCTOR_SERVER_URL={cfg.conductor_url}")
             print(f"export CWO_POD_CONDUCTOR_URL={cfg.pod_conductor_url}  # the server as Pods reach it")
+            podman = images.Podman(cfg)  # the storage holding the runtime image, for `podman build FROM` it
+            print(f"export CONTAINERS_CONF={podman.env['CONTAINERS_CONF']}")
+            print(f"export CONTAINERS_STORAGE_CONF={podman.env['CONTAINERS_STORAGE_CONF']}")
     except procs.StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
