@@ -58,6 +58,7 @@ images_args=(--no-pause)
 images_pid=$!
 bash scripts/fetch-tools.sh
 bash scripts/fetch-conductor.sh
+watch_builds "control plane:$k8s_pid:$k8s_log" "images:$images_pid:$images_log"
 if ! wait "$k8s_pid"; then
   tail -n 30 "$k8s_log" >&2
   echo "building the control plane failed (log: $k8s_log)" >&2

@@ -14,7 +14,9 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,11 @@ TEST_WORKERS_IMAGE = f"localhost/cwo-sleep-workers:{TAG}"
 EXAMPLES = {"python": None, "go": "static", "java": "java", "javascript": "node"}
 # SDK workers written as each SDK's README shows (no operator conventions): the sidecar's tests.
 PLAIN = {"plain-go": "static", "plain-java": "java", "plain-javascript": "node"}
+
+
+def step(what: str) -> None:
+    """One line on stderr per build step (setup shows the latest one while it waits)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
 
 
 def example_image(lang: str) -> str:
@@ -160,6 +167,7 @@ class Images:
         if self._fresh(spec.name, key):
             return spec.name
         mmdebstrap = _tool("mmdebstrap", "mmdebstrap")
+        step(f"making the {flavor} base image from Debian packages ({spec.name})")
         with tempfile.TemporaryDirectory(prefix="cwo-base-") as tmp:
             rootfs = Path(tmp) / "rootfs.tar"
             argv = [mmdebstrap, "--variant=minbase", "--quiet", f"--include={','.join(spec.packages)}"]
@@ -216,6 +224,7 @@ class Images:
     def _build(self, image: str, context: Path, key: str, args: list[str], what: str) -> bool:
         if self._fresh(image, key):
             return False
+        step(what)
         mounts = ["-v", f"{_SYSTEM_CA}:{_SYSTEM_CA}:ro"] if _SYSTEM_CA.exists() else []
         # --network host: pip in the builder stage reaches the package index as the host does.
         # --layers=false: podman caches layers by default, and the cache key of a RUN step does not cover
@@ -273,6 +282,7 @@ class Images:
         key = _hash_paths(source, inputs, self.podman.image_id(base))
         if self._fresh(image, key):
             return image
+        step(f"building the {lang} worker with its toolchain")
         proc = subprocess.run(
             ["bash", str(REPO_ROOT / "scripts" / "build-examples.sh"), lang],
             capture_output=True,
