@@ -29,7 +29,10 @@ configuration (flags override environment, environment overrides the decorator's
   CONDUCTOR_WORKER_TASKS           comma-separated task names to run (default: all discovered)
   CONDUCTOR_WORKER_ALL_<PROP>      every worker's PROP: THREAD_COUNT, POLL_INTERVAL (ms),
                                    POLL_TIMEOUT (ms), BATCH_SIZE, DOMAIN, WORKER_ID, PAUSED
-  CONDUCTOR_WORKER_<TASK>_<PROP>   one task's PROP (TASK upper-cased, non-alphanumerics as _)
+                                   (also conductor.worker.all.<prop>, CONDUCTOR_WORKER_<PROP>)
+  CONDUCTOR_WORKER_<TASK>_<PROP>   one task's PROP (TASK upper-cased as written, or with non-alphanumerics
+                                   as _; also conductor.worker.<task>.<prop>): the Python SDK's names
+  CONDUCTOR_WORKER_TASK_SETTINGS   JSON {task: {prop: value}} with exact task names, read first
   CONDUCTOR_WORKER_ALL_EXECUTION_TIMEOUT  seconds a task may run (also capped by its responseTimeoutSeconds)
   CONDUCTOR_WORKER_MAX_RESULT_BYTES       largest encoded result sent (same as --max-result-bytes)
 """

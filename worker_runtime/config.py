@@ -1,17 +1,28 @@
 """Worker settings from the Conductor SDKs' naming: flags > per-task env > global env > decorator > default.
 
-Per task:  CONDUCTOR_WORKER_<NAME>_<PROP> or conductor.worker.<name>.<prop>
-Global:    CONDUCTOR_WORKER_ALL_<PROP>   or conductor.worker.all.<prop>
-Props:     poll_interval (ms), domain, worker_id, thread_count, poll_timeout (ms), paused, batch_size,
-           execution_timeout (s)
+The names and their order are the Python SDK's (conductor-python 2.0, worker_config.py), so a worker
+configured for the SDK runs the same here:
+Per task:  conductor.worker.<name>.<prop>, conductor_worker_<name>_<prop>,
+           CONDUCTOR_WORKER_<NAME>_<PROP> (the name upper-cased as written, '-' kept), then as written,
+           (poll_interval also CONDUCTOR_WORKER_<NAME>_POLLING_INTERVAL), then this runtime's own form
+           with every non-alphanumeric as '_' (CONDUCTOR_WORKER_GET_INVENTORY_...), unless another task
+           of the process has the same such form
+Global:    conductor.worker.all.<prop>, CONDUCTOR_WORKER_ALL_<PROP>, conductor_worker_<prop>,
+           CONDUCTOR_WORKER_<PROP>
+Exact:     CONDUCTOR_WORKER_TASK_SETTINGS, JSON {task name: {prop: value}}, before all of these: names are
+           matched exactly (the operator sets it; a task named `all`, or two names that differ only in
+           '-' and '_', cannot be told apart by the names above)
+Props:     poll_interval (ms, a float is rounded), domain, worker_id, thread_count, poll_timeout (ms),
+           paused, batch_size, execution_timeout (s)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +49,16 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": None,
     "execution_timeout": None,
 }
+
+
+def _millis(value: Any) -> int:
+    """Milliseconds; the SDK reads poll_interval as a float."""
+    return round(float(value))
+
+
 _CONVERT = {
-    "poll_interval": int,
-    "poll_timeout": int,
+    "poll_interval": _millis,
+    "poll_timeout": _millis,
     "thread_count": int,
     "batch_size": int,
     "execution_timeout": float,
@@ -64,19 +82,56 @@ class WorkerSettings:
     execution_timeout_s: float | None = None  # None: only the task's responseTimeoutSeconds applies
 
 
+TASK_SETTINGS = "CONDUCTOR_WORKER_TASK_SETTINGS"
+
+
 def _env_key(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
-def _lookup(env: Mapping[str, str], scope: str, prop: str) -> str | None:
-    for key in (
-        f"CONDUCTOR_WORKER_{_env_key(scope)}_{prop.upper()}",
-        f"conductor_worker_{scope}_{prop}",
-        f"conductor.worker.{scope}.{prop}",
-    ):
+def task_keys(name: str, prop: str, sanitized: bool = True) -> list[str]:
+    """One task's variable names for a property, in the SDK's order (then the runtime's own form)."""
+    keys = [
+        f"conductor.worker.{name}.{prop}",
+        f"conductor_worker_{name}_{prop}",
+        f"CONDUCTOR_WORKER_{name.upper()}_{prop.upper()}",
+        f"CONDUCTOR_WORKER_{name}_{prop.upper()}",
+    ]
+    if prop == "poll_interval":
+        keys += [f"CONDUCTOR_WORKER_{name.upper()}_POLLING_INTERVAL", f"CONDUCTOR_WORKER_{name}_POLLING_INTERVAL"]
+    if sanitized:
+        keys.append(f"CONDUCTOR_WORKER_{_env_key(name)}_{prop.upper()}")
+    return list(dict.fromkeys(keys))
+
+
+def global_keys(prop: str) -> list[str]:
+    return [
+        f"conductor.worker.all.{prop}",
+        f"CONDUCTOR_WORKER_ALL_{prop.upper()}",
+        f"conductor_worker_{prop}",
+        f"CONDUCTOR_WORKER_{prop.upper()}",
+    ]
+
+
+def _first(env: Mapping[str, str], keys: list[str]) -> str | None:
+    for key in keys:
         if key in env:
             return env[key]
     return None
+
+
+def exact_settings(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """CONDUCTOR_WORKER_TASK_SETTINGS; a value that is not {task: {prop: value}} is a ValueError."""
+    raw = env.get(TASK_SETTINGS)
+    if not raw:
+        return {}
+    try:
+        found = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{TASK_SETTINGS} is not JSON: {exc}") from None
+    if not isinstance(found, dict) or not all(isinstance(v, dict) for v in found.values()):
+        raise ValueError(f"{TASK_SETTINGS} must be an object of task name -> {{property: value}}")
+    return found
 
 
 def default_worker_id(env: Mapping[str, str]) -> str:
@@ -88,9 +143,14 @@ def resolve(
     spec: WorkerSpec,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    others: Iterable[str] = (),
 ) -> WorkerSettings:
-    """Resolve one task type's settings; raises ValueError naming the bad variable."""
+    """Resolve one task type's settings; raises ValueError naming the bad variable. `others`: the
+    process's other task names (the runtime's own name form applies only where it is unambiguous)."""
     env = os.environ if env is None else env
+    name = spec.task_definition_name
+    exact = exact_settings(env).get(name) or {}
+    sanitized = not any(_env_key(o) == _env_key(name) for o in others if o != name)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     declared = {
         "poll_interval": spec.poll_interval_millis,
@@ -106,9 +166,11 @@ def resolve(
         if prop in overrides:
             values[prop] = overrides[prop]
             continue
-        raw = _lookup(env, spec.task_definition_name, prop)
+        raw = exact.get(prop)
         if raw is None:
-            raw = _lookup(env, "all", prop)
+            raw = _first(env, task_keys(name, prop, sanitized))
+        if raw is None:
+            raw = _first(env, global_keys(prop))
         if raw is not None:
             try:
                 values[prop] = _CONVERT[prop](raw)
@@ -118,7 +180,6 @@ def resolve(
             values[prop] = declared[prop]
         else:
             values[prop] = default
-    name = spec.task_definition_name
     for prop, low in (("thread_count", 1), ("batch_size", 1), ("poll_interval", 0), ("poll_timeout", 0)):
         if values[prop] is not None and int(values[prop]) < low:
             raise ValueError(f"worker '{name}': {prop} must be >= {low}, got {values[prop]}")

@@ -699,7 +699,8 @@ class TaskHandler:
         specs = list(workers.values()) if isinstance(workers, Mapping) else list(workers)
         if not specs:
             raise ValueError("no workers to run: decorate functions with @worker_task and import their modules")
-        self.settings = [worker_config.resolve(s, env, overrides) for s in specs]
+        names = [s.task_definition_name for s in specs]
+        self.settings = [worker_config.resolve(s, env, overrides, names) for s in specs]
         pool = sum(s.thread_count for s in self.settings) + len(specs) + 4
         self.client = client or ConductorClient(pool_size=pool)
         self.metrics = WorkerMetrics()

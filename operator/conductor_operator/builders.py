@@ -231,11 +231,19 @@ def worker_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
     env += auth_env(conductor.get("authSecretRef"))
     if spec.get("modules"):
         env.append({"name": "CONDUCTOR_WORKER_MODULES", "value": ",".join(spec["modules"])})
-    for task in spec.get("tasks") or []:
-        prefix = f"CONDUCTOR_WORKER_{env_task_name(task['name'])}_"
-        for field, prop in _TASK_PROPS:
-            if task.get(field) is not None and task.get(field) != "":
-                env.append({"name": prefix + prop, "value": _env_value(task[field])})
+    tasks = spec.get("tasks") or []
+    forms = [env_task_name(t["name"]) for t in tasks]
+    exact: dict[str, dict[str, Any]] = {}
+    for task, form in zip(tasks, forms, strict=True):
+        settings = {prop.lower(): task[field] for field, prop in _TASK_PROPS if task.get(field) not in (None, "")}
+        if settings:
+            exact[task["name"]] = settings
+        if form == "ALL" or forms.count(form) > 1:
+            continue  # the name form would also be another task's (or every task's): the exact JSON says it
+        for prop, value in settings.items():
+            env.append({"name": f"CONDUCTOR_WORKER_{form}_{prop.upper()}", "value": _env_value(value)})
+    if exact:  # exact task names, read first by the runtime (worker_runtime/config.py)
+        env.append({"name": "CONDUCTOR_WORKER_TASK_SETTINGS", "value": json.dumps(exact, separators=(",", ":"))})
     # User env last and by name: an override replaces the operator's value instead of duplicating it.
     return _override(env, (spec.get("template") or {}).get("env"))
 

@@ -378,3 +378,28 @@ def test_the_sidecar_serves_metrics_even_when_the_worker_does_not_and_can_be_tur
     spec = {**SIDECAR_SPEC, "sidecar": {"image": "mine/sidecar:2", "resources": {"limits": {"memory": "1Gi"}}}}
     (side,) = pod_spec(spec)["initContainers"]
     assert side["image"] == "mine/sidecar:2" and side["resources"] == {"limits": {"memory": "1Gi"}}
+
+
+def test_task_names_the_sdk_names_cannot_tell_apart_reach_the_runtime_exactly():
+    """A task named `all`, and two names that differ only in '-' and '_', get no name-form variables (they
+    would be every task's, or each other's); the exact JSON carries them, and the runtime reads it."""
+    from worker_runtime.config import resolve
+    from worker_runtime.worker import WorkerSpec
+
+    tasks = [
+        {"name": "all", "concurrency": 5},
+        {"name": "get-inventory", "concurrency": 2},
+        {"name": "get_inventory", "concurrency": 3, "domain": "eu"},
+        {"name": "ship", "concurrency": 4},
+    ]
+    env = {e["name"]: e.get("value") for e in builders.worker_env({**SPEC, "tasks": tasks})}
+    assert not [k for k in env if k.startswith(("CONDUCTOR_WORKER_ALL_", "CONDUCTOR_WORKER_GET_INVENTORY_"))]
+    assert env["CONDUCTOR_WORKER_SHIP_THREAD_COUNT"] == "4"  # unambiguous: the readable form stays
+    names = [t["name"] for t in tasks]
+    seen = {n: resolve(WorkerSpec(n, lambda: None), env, others=names) for n in names}
+    assert {n: (s.thread_count, s.domain) for n, s in seen.items()} == {
+        "all": (5, None),
+        "get-inventory": (2, None),
+        "get_inventory": (3, "eu"),
+        "ship": (4, None),
+    }

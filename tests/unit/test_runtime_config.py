@@ -92,3 +92,64 @@ def test_execution_timeout_from_the_decorator_or_the_environment_and_off_when_no
     assert resolve(_spec(), {"CONDUCTOR_WORKER_ALL_EXECUTION_TIMEOUT": "0"}).execution_timeout_s is None
     with pytest.raises(ValueError, match="execution_timeout"):
         resolve(_spec(), {"CONDUCTOR_WORKER_ALL_EXECUTION_TIMEOUT": "soon"})
+
+
+# The Python SDK's names (conductor-python 2.0 worker_config.py and its docstring's examples), each read
+# the way the SDK reads it: (env, task, expected (thread_count, domain, poll_interval_ms)).
+SDK_NAMES = [
+    ({"conductor.worker.process_order.domain": "production"}, "process_order", (1, "production", 100)),
+    ({"conductor.worker.all.poll_interval": "500"}, "process_order", (1, None, 500)),
+    ({"CONDUCTOR_WORKER_GET-INVENTORY_THREAD_COUNT": "7"}, "get-inventory", (7, None, 100)),  # '-' kept
+    ({"CONDUCTOR_WORKER_get-inventory_THREAD_COUNT": "6"}, "get-inventory", (6, None, 100)),  # as written
+    ({"conductor_worker_get-inventory_domain": "eu"}, "get-inventory", (1, "eu", 100)),
+    ({"CONDUCTOR_WORKER_GET_INVENTORY_THREAD_COUNT": "3"}, "get-inventory", (3, None, 100)),  # the runtime's form
+    ({"CONDUCTOR_WORKER_THREAD_COUNT": "9", "CONDUCTOR_WORKER_DOMAIN": "old"}, "t", (9, "old", 100)),  # old global
+    ({"conductor_worker_poll_interval": "250"}, "t", (1, None, 250)),
+    ({"CONDUCTOR_WORKER_T_POLLING_INTERVAL": "40"}, "t", (1, None, 40)),  # the SDK's older name
+    ({"CONDUCTOR_WORKER_ALL_POLL_INTERVAL": "12.6"}, "t", (1, None, 13)),  # a float, as the SDK parses it
+    # order: the dotted per-task name first, then the upper-case one, then the global ones
+    (
+        {
+            "conductor.worker.t.thread_count": "2",
+            "CONDUCTOR_WORKER_T_THREAD_COUNT": "3",
+            "CONDUCTOR_WORKER_ALL_THREAD_COUNT": "4",
+        },
+        "t",
+        (2, None, 100),
+    ),
+    (
+        {"conductor.worker.all.domain": "a", "CONDUCTOR_WORKER_ALL_DOMAIN": "b", "CONDUCTOR_WORKER_DOMAIN": "c"},
+        "t",
+        (1, "a", 100),
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "task", "expected"), SDK_NAMES)
+def test_the_sdks_names_are_read_as_the_sdk_reads_them(env, task, expected):
+    s = resolve(WorkerSpec(task, lambda: None), env)
+    assert (s.thread_count, s.domain, s.poll_interval_ms) == expected
+
+
+def test_names_that_differ_only_in_dash_and_underscore_do_not_collide():
+    env = {"CONDUCTOR_WORKER_GET_INVENTORY_THREAD_COUNT": "8", "CONDUCTOR_WORKER_GET-INVENTORY_THREAD_COUNT": "2"}
+    names = ["get-inventory", "get_inventory"]
+    dash, under = (resolve(WorkerSpec(n, lambda: None), env, others=names) for n in names)
+    assert (dash.thread_count, under.thread_count) == (2, 8)  # each its own exact name
+    alone = resolve(WorkerSpec("get-inventory", lambda: None), {"CONDUCTOR_WORKER_GET_INVENTORY_THREAD_COUNT": "8"})
+    assert alone.thread_count == 8  # unambiguous: the runtime's own form applies
+    ambiguous = resolve(
+        WorkerSpec("get-inventory", lambda: None), {"CONDUCTOR_WORKER_GET_INVENTORY_THREAD_COUNT": "8"}, others=names
+    )
+    assert ambiguous.thread_count == 1  # meant for get_inventory, not for get-inventory
+
+
+def test_exact_settings_name_a_task_called_all_without_touching_the_others():
+    env = {
+        "CONDUCTOR_WORKER_TASK_SETTINGS": json.dumps({"all": {"thread_count": 5, "domain": "x"}, "b": {"paused": True}})
+    }
+    task_all, task_b = (resolve(WorkerSpec(n, lambda: None), env, others=["all", "b"]) for n in ("all", "b"))
+    assert (task_all.thread_count, task_all.domain, task_all.paused) == (5, "x", False)
+    assert (task_b.thread_count, task_b.domain, task_b.paused) == (1, None, True)
+    with pytest.raises(ValueError, match="CONDUCTOR_WORKER_TASK_SETTINGS is not JSON"):
+        resolve(WorkerSpec("b", lambda: None), {"CONDUCTOR_WORKER_TASK_SETTINGS": "{nope"})
