@@ -7,6 +7,7 @@ it pure lets the unit tests pin it down.
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 from dataclasses import dataclass
@@ -238,6 +239,34 @@ def problem_events(before: tuple[str, ...], problems: list[Problem]) -> list[tup
     return events
 
 
+# What only the autoscaler reports: removed from the status when autoscaling is turned off.
+AUTOSCALER_KEYS = (
+    "queueDepth",
+    "totalQueueDepth",
+    "readyTasks",
+    "utilization",
+    "busySlots",
+    "slotCapacity",
+    "lastActiveTime",
+)
+LAST_ACTIVE_STEP = 60.0  # seconds: lastActiveTime moves at most once a minute while the fleet works
+
+
+def last_active_text(previous: str | None, last_active: float) -> str | None:
+    """lastActiveTime as it should read, or None to leave it. While a fleet works, its last active time is
+    now at every evaluation; writing it each time would be a status write per interval for nothing, so it
+    moves in steps of a minute (the autoscaler keeps the exact time itself)."""
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_active))
+    if previous:
+        try:
+            shown = calendar.timegm(time.strptime(previous, "%Y-%m-%dT%H:%M:%SZ"))
+        except ValueError:
+            return text
+        if 0 <= last_active - shown < LAST_ACTIVE_STEP:
+            return None
+    return text
+
+
 def assemble_status(
     body: dict[str, Any],
     *,
@@ -323,13 +352,15 @@ def assemble_status(
         if auto.scaled:
             status["lastScaleTime"] = now
         if last_active is not None:
-            status["lastActiveTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last_active))
+            shown = last_active_text((body.get("status") or {}).get("lastActiveTime"), last_active)
+            if shown is not None:
+                status["lastActiveTime"] = shown
     else:
         status["lastDecisionReason"] = (
             "autoscaling disabled: spec.replicas" if not autoscaling else "waiting for first evaluation"
         )
         if not autoscaling:
             # Without the autoscaler the operator does not ask Conductor: do not show stale numbers.
-            status.update({"queueDepth": None, "totalQueueDepth": None, "readyTasks": None, "utilization": None})
+            status.update(dict.fromkeys(AUTOSCALER_KEYS))
     status["conditions"] = conds
     return status

@@ -263,3 +263,28 @@ def test_a_setting_that_is_no_number_is_a_usage_error_naming_the_variable(capsys
         parse_args([], env={"CWO_RESYNC_SECONDS": "10s"})
     assert exit_.value.code == 2
     assert "CWO_RESYNC_SECONDS='10s' is not a number" in capsys.readouterr().err
+
+
+def test_last_active_time_moves_once_a_minute_while_the_fleet_works():
+    from conductor_operator.status import last_active_text
+
+    first = last_active_text(None, 1_000_000.0)
+    assert first == "1970-01-12T13:46:40Z"
+    assert last_active_text(first, 1_000_030.0) is None  # 30 s later: no status write for it
+    assert last_active_text(first, 1_000_060.0) == "1970-01-12T13:47:40Z"
+    assert last_active_text(first, 999_000.0) == "1970-01-12T13:30:00Z"  # earlier (a restarted operator): shown
+
+
+def test_turning_autoscaling_off_removes_what_only_the_autoscaler_reports():
+    from conductor_operator.status import AUTOSCALER_KEYS, assemble_status
+
+    body = {
+        "metadata": {"name": "w", "generation": 2},
+        "spec": {"tasks": [{"name": "t"}], "autoscaling": {"enabled": False}},
+        "status": {"busySlots": 3, "slotCapacity": 8, "lastActiveTime": "1970-01-01T00:00:00Z", "queueDepth": {"t": 1}},
+    }
+    status = assemble_status(
+        body, desired=1, deployment=None, problems=[], auto=None, spec_hash=None, last_active=None, now="T"
+    )
+    assert {k: status[k] for k in AUTOSCALER_KEYS} == dict.fromkeys(AUTOSCALER_KEYS)
+    assert {"busySlots", "slotCapacity", "lastActiveTime"} <= set(AUTOSCALER_KEYS)
