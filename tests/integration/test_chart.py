@@ -334,6 +334,12 @@ def test_install_grants_exactly_what_the_operator_needs_and_uninstall_leaves_not
             ("get", "configmaps", ns_a),
             ("delete", "namespaces", None),
             ("patch", "deployments.apps", namespace),  # its own namespace is not watched either
+            # verbs the operator never uses (it writes with PATCH and lists none of these)
+            ("update", "deployments.apps", ns_a),
+            ("update", "conductorworkers.conductor.io", ns_a),
+            ("list", "services", ns_a),
+            ("watch", "poddisruptionbudgets.policy", ns_a),
+            ("get", "servicemonitors.monitoring.coreos.com", ns_a),
         ]
         wrong = [c for c in allowed if not can_i(kubectl, sa, *c)]
         wrong += [("NOT", *c) for c in denied if can_i(kubectl, sa, *c)]

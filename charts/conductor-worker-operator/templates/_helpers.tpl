@@ -88,13 +88,15 @@ metadata:
 
 {{/* RBAC rules on ConductorWorkers and their children, granted per watched namespace (or cluster-wide). */}}
 {{- define "cwo.workloadRules" -}}
+# Only the verbs the operator uses (kopf and the operator write with PATCH; nothing lists or watches
+# the Services, PDBs or ServiceMonitors it applies).
 # ConductorWorkers: watched by kopf, patched for its finalizer and progress annotations.
 - apiGroups: ["conductor.io"]
   resources: ["conductorworkers"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["conductor.io"]
   resources: ["conductorworkers/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
 # The children's ownerReferences set blockOwnerDeletion; with the OwnerReferencesPermissionEnforcement
 # admission plugin the API server then requires update on the owner's finalizers.
 - apiGroups: ["conductor.io"]
@@ -103,16 +105,10 @@ metadata:
 # The children, applied server-side (an apply that creates needs create too).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["policy"]
-  resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["monitoring.coreos.com"]
-  resources: ["servicemonitors"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["", "policy", "monitoring.coreos.com"]
+  resources: ["services", "poddisruptionbudgets", "servicemonitors"]
+  verbs: ["create", "patch", "delete"]
 # Worker pods: their IPs to scrape /metrics; patch sets the pod-deletion-cost of idle pods on scale-down.
 - apiGroups: [""]
   resources: ["pods"]
