@@ -264,8 +264,9 @@ def test_explain_teaches_the_api(crd, kubectl):
 
 def test_a_go_worker_runs_its_own_container_with_the_sdks_env(operator, kubectl, k8s_api, namespace):
     """examples/go's manifest (its serverUrl pointed at loopback): the user's image with conductor-go's
-    variable names, the metrics port named for the Service, no probe, the runtime's hardening; pods never
-    run here, so the MetricsAvailable condition waits for a pod."""
+    variable names, its server URL pointed at the Conductor sidecar (a native sidecar holding the real
+    URL), no probe, the runtime's hardening, the Service on the sidecar's metrics port; pods never run
+    here, so the MetricsAvailable condition waits for a pod."""
     example = yaml.safe_load((REPO / "examples" / "go" / "conductorworker.yaml").read_text())
     example["spec"]["conductor"]["serverUrl"] = "http://127.0.0.1:1/api"
     example["spec"]["autoscaling"].update(minReplicas=1, pollingIntervalSeconds=1)
@@ -278,13 +279,19 @@ def test_a_go_worker_runs_its_own_container_with_the_sdks_env(operator, kubectl,
     assert env["CONDUCTOR_WORKER_GET_INVENTORY_BATCH_SIZE"] == "4"
     assert env["CONDUCTOR_WORKER_GET_INVENTORY_DOMAIN"] == "john"
     assert env["CONDUCTOR_WORKER_METRICS_PORT"] == "2112"
+    assert env["CONDUCTOR_SERVER_URL"] == "http://127.0.0.1:7700/api"  # the sidecar
     assert "CONDUCTOR_WORKER_TASKS" not in env and "CONDUCTOR_WORKER_GET_INVENTORY_THREAD_COUNT" not in env
-    assert [(p.name, p.container_port) for p in c.ports] == [("metrics", 2112)]
+    assert [(p.name, p.container_port) for p in c.ports] == [("metrics", 2112)]  # the user's, as given
     assert c.liveness_probe is None and c.readiness_probe is None
+    assert c.lifecycle.pre_stop.http_get.path == "/drain"
     assert c.security_context.read_only_root_filesystem is True and c.security_context.capabilities.drop == ["ALL"]
-    assert dep.spec.template.spec.security_context.run_as_non_root is True
+    pod = dep.spec.template.spec
+    assert pod.security_context.run_as_non_root is True and pod.share_process_namespace is True
+    (sidecar,) = pod.init_containers
+    assert (sidecar.name, sidecar.restart_policy) == ("conductor-sidecar", "Always")
+    assert {e.name: e.value for e in sidecar.env}["CONDUCTOR_SERVER_URL"] == "http://127.0.0.1:1/api"
     svc = wait_for(lambda: service(k8s_api, namespace, name), 20, "the Service (applied after the Deployment)")
-    assert svc.spec.ports[0].port == 2112 and svc.spec.ports[0].target_port == "metrics"
+    assert svc.spec.ports[0].port == 7701 and svc.spec.ports[0].target_port == "sidecar-metrics"
 
     def metrics_condition():
         return cond(get_json(kubectl, "cw", name, "-n", namespace), "MetricsAvailable")
@@ -294,8 +301,10 @@ def test_a_go_worker_runs_its_own_container_with_the_sdks_env(operator, kubectl,
 
 
 def test_metrics_disabled_removes_the_service_and_status_says_queue_depth_only(operator, kubectl, k8s_api, namespace):
+    """A worker of another SDK without the sidecar (which would serve metrics for it) and without metrics."""
     spec = {
         "sdk": "javascript",
+        "sidecar": {"enabled": False},
         "image": None,
         "container": {"image": "example.invalid/js:1"},
         "tasks": [{"name": "get-inventory", "concurrency": 2}],
