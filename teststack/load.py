@@ -72,7 +72,7 @@ def load(cfg: StackConfig, what: str, name: str | None = None) -> list[str]:
     if proc.returncode != 0:
         raise procs.StackError(f"containerd refused {what}: {proc.stderr.strip()}")
     found = re.findall(r"unpacking (\S+) \(", proc.stdout + proc.stderr)
-    names = [n for n in found if not n.startswith(("import-", "sha256:"))]
+    names = [n for n in dict.fromkeys(found) if "@" not in n and not n.startswith(("import-", "sha256:"))]
     if not names:
         raise procs.StackError(f"{what} holds no named image: pass --name NAME:TAG")
     return names
