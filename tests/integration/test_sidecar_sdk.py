@@ -237,7 +237,9 @@ def test_scale_in_from_4_to_1_under_load_loses_nothing(
     )
     fleet = Fleet(name, namespace, k8s_api, kubectl)
     wait_for(lambda: len(fleet.pods()) == 4, 90, "four ready pods")
-    ids = start(conductor_client, workflow, task, 24, 5)
+    # 12 tasks for 8 slots: every pod holds tasks when it is told to leave, and the one left has a
+    # backlog of 4 (a longer backlog only adds minutes of 2-slot work after the scale-in)
+    ids = start(conductor_client, workflow, task, 12, 5)
     wait_for(lambda: (fleet.status().get("busySlots") or 0) >= 6, 20, "most slots busy")
     fleet.patch({"autoscaling": {"minReplicas": 1, "maxReplicas": 1}})  # maxReplicas holds at once
     wait_for(lambda: len(fleet.pods(ready_only=False)) == 1, 120, "one pod left")
