@@ -247,6 +247,11 @@ def test_kubectl_scale_drives_replicas_without_autoscaling(operator, kubectl, k8
             {"tasks": [{"name": "a", "concurrency": 0}]},
             "spec.tasks[0].concurrency in body should be greater than or equal to 1",
         ),
+        (  # the sidecar's ports
+            {"sdk": "go", "container": {"image": "x", "ports": [{"containerPort": 7701}]}},
+            "ports 7700 and 7701 belong to the Conductor sidecar",
+        ),
+        ({"sdk": "go", "container": {"image": "x"}, "metrics": {"port": 7700}}, "ports 7700 and 7701 belong"),
     ],
 )
 def test_invalid_resources_are_rejected_with_a_clear_message(crd, kubectl, namespace, spec, message):
