@@ -64,6 +64,10 @@ def proxy_for(url: str) -> str | None:
     return getproxies().get(parts.scheme)
 
 
+# (method, target, body, headers, read timeout) -> (status, headers, body); raises OSError on the network.
+Transport = Callable[[str, str, bytes | None, dict[str, str], float], tuple[int, Any, bytes]]
+
+
 def encode_json(value: Any) -> bytes:
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
@@ -180,28 +184,43 @@ class ConductorClient:
         *,
         label: str | None = None,
         origin: bool = False,
+        transport: Transport | None = None,
     ) -> Response:
         """One request, its reply whatever the status (the sidecar forwards it as it came). `target` is a
         path with its query, under the API base (or under the server's origin with `origin`). The token is
-        added unless the caller sent its own, and renewed once on a 401/403; a network failure raises."""
-        url = (self._origin if origin else self._prefix) + target
-        read_timeout = self._timeout(timeout if timeout is not None else self.timeout[1])
+        added unless the caller sent its own, and renewed once on a 401/403; a network failure raises.
+        `transport` sends instead of the urllib3 pool (the sidecar's keep-alive client)."""
+        send = transport or (lambda *args: self._pool_send(*args, origin=origin))
+        read_timeout = timeout if timeout is not None else self.timeout[1]
         own_token = any(k.lower() == "x-authorization" for k in headers)
         for attempt in (1, 2):
             sent = {**headers, **self.auth.headers()} if self.auth and not own_token else dict(headers)
             try:
-                raw = self.pool.urlopen(
-                    method, url, body=body, headers=sent, timeout=read_timeout, redirect=False, assert_same_host=False
-                )
+                status, reply_headers, content = send(method, target, body, sent, read_timeout)
             except LocationValueError as exc:  # a URL that cannot be sent: the client's own error
                 raise ConductorError(f"{method} {label or target}: {exc}", client_error=type(exc).__name__) from exc
             except (_Urllib3Error, OSError) as exc:
                 raise ConductorError(f"{method} {label or target}: {type(exc).__name__}: {exc}") from exc
-            if raw.status in (401, 403) and self.auth and not own_token and attempt == 1:
+            if status in (401, 403) and self.auth and not own_token and attempt == 1:
                 self.auth.invalidate()  # expired or revoked token: get a new one, try once more
                 continue
-            return Response(raw.status, raw.data, raw.headers)
+            return Response(status, content, reply_headers)
         raise AssertionError("unreachable")
+
+    def _pool_send(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str], timeout: float, *, origin: bool
+    ) -> tuple[int, Any, bytes]:
+        url = (self._origin if origin else self._prefix) + target
+        raw = self.pool.urlopen(
+            method,
+            url,
+            body=body,
+            headers=headers,
+            timeout=self._timeout(timeout),
+            redirect=False,
+            assert_same_host=False,
+        )
+        return raw.status, raw.headers, raw.data
 
     def _token_request(self, body: dict[str, Any]) -> Response:
         """POST /token, without auth headers or observers; a network failure is a ConductorError."""

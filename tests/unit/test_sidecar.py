@@ -39,7 +39,7 @@ class Server:
     def script(self, method: str, path: str, *replies: object) -> None:
         self.replies.setdefault((method, path), []).extend(replies)
 
-    def exchange(self, method, target, body, headers, timeout=None, *, label=None, origin=False):
+    def exchange(self, method, target, body, headers, timeout=None, *, label=None, origin=False, transport=None):
         self.calls.append((method, target, body, dict(headers)))
         path = target.split("?", 1)[0]
         queue = self.replies.get((method, path)) or []

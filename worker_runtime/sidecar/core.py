@@ -174,25 +174,13 @@ class Sidecar:
         *,
         origin: bool = False,
     ) -> Response:
-        """One request to the server with the pod's token (renewed once on 401/403, unless the worker sent
-        its own); a network failure is a ConductorError."""
-        if self.upstream is None or origin:
-            return self.client.exchange(method, target, body, headers, timeout, origin=origin)
-        auth = self.client.auth
-        own_token = any(k.lower() == "x-authorization" for k in headers)
-        for attempt in (1, 2):
-            sent = {**headers, **auth.headers()} if auth and not own_token else dict(headers)
-            try:
-                status, reply_headers, content = self.upstream.exchange(
-                    method, target, body, sent, timeout if timeout is not None else self.client.timeout[1]
-                )
-            except OSError as exc:
-                raise ConductorError(f"{method} {target.split('?', 1)[0]}: {exc}") from exc
-            if status in (401, 403) and auth and not own_token and attempt == 1:
-                auth.invalidate()
-                continue
-            return Response(status, content, reply_headers)
-        raise AssertionError("unreachable")
+        """One request to the server with the pod's token (ConductorClient.exchange), through the keep-alive
+        upstream where there is one; a network failure is a ConductorError."""
+        transport = None if self.upstream is None or origin else self.upstream.exchange
+        label = target.split("?", 1)[0]
+        return self.client.exchange(
+            method, target, body, dict(headers), timeout, label=label, origin=origin, transport=transport
+        )
 
     def _answered(self, resp: Response) -> None:
         if resp.status_code >= 500:
