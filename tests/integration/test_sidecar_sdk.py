@@ -40,15 +40,20 @@ def plain(request, stack: StackConfig, node) -> tuple[str, str]:
     return request.param, demo.load_example(stack, f"plain-{request.param}")
 
 
-@pytest.fixture
-def sleep_task(conductor_client) -> tuple[str, str]:
-    task = unique("plain").replace("_", "-")
-    conductor_client.register_task_defs([task_def(task, response_timeout=RESPONSE_TIMEOUT)])
+def register_sleep(conductor_client, prefix: str, response_timeout: int) -> tuple[str, str]:
+    """A sleep task type and its one-task workflow (input.seconds): (task, workflow)."""
+    task = unique(prefix).replace("_", "-")
+    conductor_client.register_task_defs([task_def(task, response_timeout=response_timeout)])
     workflow = f"wf-{task}"
     conductor_client.register_workflow(
         linear_workflow(workflow, [(task, "sleep", {"seconds": "${workflow.input.seconds}"})])
     )
     return task, workflow
+
+
+@pytest.fixture
+def sleep_task(conductor_client) -> tuple[str, str]:
+    return register_sleep(conductor_client, "plain", RESPONSE_TIMEOUT)
 
 
 def manifest(name: str, task: str, plain: tuple[str, str], url: str, replicas: int) -> dict[str, Any]:
@@ -116,6 +121,19 @@ class Fleet:
         return cw.get("status") or {}
 
 
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def deploy(kubectl, k8s_api, namespace: str, cw: dict[str, Any]) -> Fleet:
+    """Apply the ConductorWorker and wait until all its pods are ready (min = max replicas)."""
+    kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(cw))
+    fleet = Fleet(cw["metadata"]["name"], namespace, k8s_api, kubectl)
+    replicas = cw["spec"]["autoscaling"]["minReplicas"]
+    wait_for(lambda: len(fleet.pods()) == replicas, 90, f"{replicas} ready pod(s)")
+    return fleet
+
+
 def start(conductor_client, workflow: str, task: str, count: int, seconds: float) -> list[str]:
     return [
         conductor_client.start_workflow(workflow, {"seconds": seconds}, task_to_domain={task: DOMAIN})
@@ -173,17 +191,7 @@ def test_domain_and_concurrency_hold_and_a_rollout_loses_nothing(
     plain, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
 ):
     task, workflow = sleep_task
-    name = f"plain-{uuid.uuid4().hex[:6]}"
-    kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(manifest(name, task, plain, stack.pod_conductor_url, 2)),
-    )
-    fleet = Fleet(name, namespace, k8s_api, kubectl)
-    wait_for(lambda: len(fleet.pods()) == 2, 90, "two ready pods")
+    fleet = deploy(kubectl, k8s_api, namespace, manifest(unique_name("plain"), task, plain, stack.pod_conductor_url, 2))
 
     ids = start(conductor_client, workflow, task, 16, 5)
     time.sleep(4)
@@ -226,17 +234,7 @@ def test_scale_in_from_4_to_1_under_load_loses_nothing(
     plain, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
 ):
     task, workflow = sleep_task
-    name = f"plain-{uuid.uuid4().hex[:6]}"
-    kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(manifest(name, task, plain, stack.pod_conductor_url, 4)),
-    )
-    fleet = Fleet(name, namespace, k8s_api, kubectl)
-    wait_for(lambda: len(fleet.pods()) == 4, 90, "four ready pods")
+    fleet = deploy(kubectl, k8s_api, namespace, manifest(unique_name("plain"), task, plain, stack.pod_conductor_url, 4))
     # 12 tasks for 8 slots: every pod holds tasks when it is told to leave, and the one left has a
     # backlog of 4 (a longer backlog only adds minutes of 2-slot work after the scale-in)
     ids = start(conductor_client, workflow, task, 12, 5)
@@ -270,17 +268,8 @@ def test_a_killed_workers_tasks_run_again_within_15_s_each_once(
     plain, sleep_task, operator, namespace, k8s_api, kubectl, conductor_client, stack
 ):
     task, workflow = sleep_task
-    name = f"plain-{uuid.uuid4().hex[:6]}"
-    kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(manifest(name, task, plain, stack.pod_conductor_url, 1)),
-    )
-    fleet = Fleet(name, namespace, k8s_api, kubectl)
-    (pod,) = wait_for(lambda: fleet.pods() if len(fleet.pods()) == 1 else None, 90, "one ready pod")
+    fleet = deploy(kubectl, k8s_api, namespace, manifest(unique_name("plain"), task, plain, stack.pod_conductor_url, 1))
+    (pod,) = fleet.pods()
     ids = start(conductor_client, workflow, task, CONCURRENCY, 8)
     wait_for(
         lambda: all(the_task(conductor_client.get_workflow(i))["status"] == "IN_PROGRESS" for i in ids),
@@ -313,23 +302,8 @@ def test_the_sidecar_extends_the_lease_of_a_task_longer_than_its_response_timeou
     """A 14 s task whose responseTimeoutSeconds is 4. The sidecar sends extendLease every 2 s (half the
     timeout); the server then refreshes only the task's updateTime (the clock of its response timeout),
     seen moving while the worker runs, and the task completes, polled once, with no retry used."""
-    task = unique("lease").replace("_", "-")
-    conductor_client.register_task_defs([task_def(task, response_timeout=4)])
-    workflow = f"wf-{task}"
-    conductor_client.register_workflow(
-        linear_workflow(workflow, [(task, "sleep", {"seconds": "${workflow.input.seconds}"})])
-    )
-    name = f"lease-{uuid.uuid4().hex[:6]}"
-    kubectl(
-        "apply",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(manifest(name, task, plain_go, stack.pod_conductor_url, 1)),
-    )
-    fleet = Fleet(name, namespace, k8s_api, kubectl)
-    wait_for(lambda: len(fleet.pods()) == 1, 90, "one ready pod")
+    task, workflow = register_sleep(conductor_client, "lease", 4)
+    deploy(kubectl, k8s_api, namespace, manifest(unique_name("lease"), task, plain_go, stack.pod_conductor_url, 1))
     (wf_id,) = start(conductor_client, workflow, task, 1, 14)
     running = wait_for(
         lambda: (t := the_task(conductor_client.get_workflow(wf_id)))["status"] == "IN_PROGRESS" and t,
