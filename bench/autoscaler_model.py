@@ -42,7 +42,14 @@ class Outcome:
 
 
 def simulate(
-    trace: traces.Trace, cfg: Config, interval: float, with_slots: bool, slots: int, pod_start: float, dt: float = 0.1
+    trace: traces.Trace,
+    cfg: Config,
+    interval: float,
+    with_slots: bool,
+    slots: int,
+    pod_start: float,
+    dt: float = 0.1,
+    averaged: bool = False,
 ) -> Outcome:
     """Replay the trace against one autoscaler setting (with_slots False: the queue size alone, as KEDA)."""
     arrivals, i = trace.arrivals, 0
@@ -51,6 +58,7 @@ def simulate(
     desired, history, events, replica_seconds = 0, None, 0, 0.0
     waits: list[float] = []
     t, next_eval, end = 0.0, 0.0, trace.length_s + 600
+    busy_integral, since = 0.0, 0.0  # slot-seconds busy since the last evaluation (averaged busy slots)
     while t < end:
         while i < len(arrivals) and arrivals[i][0] <= t:
             queue.append(arrivals[i])
@@ -64,6 +72,7 @@ def simulate(
                 waits.append(t - arrived)
                 pod.ends.append(t + duration)
         staying = [p for p in pods if not p.leaving]
+        busy_integral += sum(len(p.ends) for p in staying if p.ready_at <= t) * dt
         if t >= next_eval:
             next_eval += interval
             up = [p for p in staying if p.ready_at <= t]
@@ -71,11 +80,14 @@ def simulate(
                 now=t,
                 current_replicas=desired,
                 queue_depth={"q": len(queue)},
-                busy_slots=sum(len(p.ends) for p in up) if with_slots else 0,
+                busy_slots=(busy_integral / max(t - since, dt) if averaged else sum(len(p.ends) for p in up))
+                if with_slots
+                else 0,
                 slot_capacity=slots * len(up) if with_slots else 0,
                 busy_pods=sum(1 for p in up if p.ends) if with_slots else 0,
                 scraped_pods=len(up) if with_slots else 0,
             )
+            busy_integral, since = 0.0, t
             decision = decide(cfg, obs, history)
             history: History | None = decision.history
             events += decision.desired != desired
@@ -111,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pod-start", type=float, default=2.0, help="seconds from asked for to polling")
     parser.add_argument("--windows", default="300,120,60,30", help="scale-down windows to try (s)")
     parser.add_argument("--utilizations", default="0.8,1.0", help="targetUtilization values to try")
+    parser.add_argument("--cooldowns", default="60", help="cooldownSeconds (idle time before zero) to try")
+    parser.add_argument(
+        "--busy", default="averaged", help="busy slots as the operator reads them: point (a sample), averaged, or both"
+    )
     args = parser.parse_args(argv)
     common = {"slots": args.slots, "pod_start": args.pod_start}
     for name in args.traces.split(","):
@@ -123,17 +139,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {trace.tasks} tasks, work {floor:.0f} pod-seconds at full slots")
         for label, out in keda.items():
             print(
-                f"  {label:<24} {out.replica_seconds:6.0f} replica-s  p99 {out.wait_p99:5.1f} s  {out.events:3d} events"
+                f"  {label:<34} {out.replica_seconds:6.0f} replica-s  p99 {out.wait_p99:5.1f} s  {out.events:3d} events"
             )
-        for util in (float(u) for u in args.utilizations.split(",")):
-            for window in (int(w) for w in args.windows.split(",")):
-                out = simulate(trace, config(args.max_replicas, window, utilization=util), 5, True, **common)
-                ratios = "  ".join(f"{out.replica_seconds / k.replica_seconds:.2f}x {n}" for n, k in keda.items())
-                label = f"operator util {util:.0%} w {window}"
-                print(
-                    f"  {label:<24} {out.replica_seconds:6.0f} replica-s  p99 {out.wait_p99:5.1f} s  {out.events:3d} events"
-                    f"  ({ratios})"
-                )
+        busy_modes = ["point", "averaged"] if args.busy == "both" else [args.busy]
+        settings = [
+            (util, window, cooldown, mode)
+            for util in (float(u) for u in args.utilizations.split(","))
+            for window in (int(w) for w in args.windows.split(","))
+            for cooldown in (int(c) for c in args.cooldowns.split(","))
+            for mode in busy_modes
+        ]
+        for util, window, cooldown, mode in settings:
+            cfg = config(args.max_replicas, window, cooldown=cooldown, utilization=util)
+            out = simulate(trace, cfg, 5, True, averaged=mode == "averaged", **common)
+            ratios = "  ".join(f"{out.replica_seconds / k.replica_seconds:.2f}x {n}" for n, k in keda.items())
+            label = f"operator util {util:.0%} w {window} cd {cooldown}" + (" avg" if mode == "averaged" else "")
+            print(
+                f"  {label:<34} {out.replica_seconds:6.0f} replica-s  p99 {out.wait_p99:5.1f} s  {out.events:3d} events"
+                f"  ({ratios})"
+            )
     return 0
 
 

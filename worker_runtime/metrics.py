@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,6 +19,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,55 @@ disable_created_metrics()
 
 _TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _SIZE_BUCKETS = (64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+
+class BusyTime:
+    """Slot-seconds spent busy: the integral of the busy-slot count over time.
+
+    Why: a gauge read every few seconds is a point sample, and with Poisson arrivals it swings by a slot
+    or two between reads; the autoscaler then proposes a pod too many that the scale-down window holds.
+    The difference of this counter between two scrapes, over the time between them, is the mean number
+    of busy slots in that interval (Little's law), whatever happened between the reads."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._busy = 0.0
+        self._total = 0.0
+        self._since = clock()
+
+    def set(self, busy: float) -> None:
+        with self._lock:
+            now = self.clock()
+            self._total += self._busy * (now - self._since)
+            self._busy, self._since = max(0.0, busy), now
+
+    def add(self, delta: float) -> None:
+        with self._lock:
+            now = self.clock()
+            self._total += self._busy * (now - self._since)
+            self._busy, self._since = max(0.0, self._busy + delta), now
+
+    def seconds(self) -> float:
+        with self._lock:
+            return self._total + self._busy * (self.clock() - self._since)
+
+
+class _BusyTimeCollector:
+    """Exposes each task type's BusyTime as `worker_busy_slot_seconds_total` (read at scrape time)."""
+
+    def __init__(self, per_task: Mapping[str, BusyTime]) -> None:
+        self.per_task = per_task
+
+    def collect(self) -> Any:
+        family = CounterMetricFamily(
+            "worker_busy_slot_seconds",
+            "Slot-seconds spent busy (executing or reporting a task); its rate is the mean busy slots",
+            labels=["taskType"],
+        )
+        for task_type, busy in list(self.per_task.items()):
+            family.add_metric([task_type], busy.seconds())
+        yield family
 
 
 def _bound(cache: dict[Any, Any], key: Any, metric: Any, values: tuple[str, ...]) -> Any:
@@ -126,6 +177,8 @@ class WorkerMetrics:
 
         self._api_children: dict[tuple[str, str, str], Any] = {}
         self._per_task: dict[str, TaskTypeMetrics] = {}
+        self.busy_time: dict[str, BusyTime] = {}
+        r.register(_BusyTimeCollector(self.busy_time))
 
     def observe_api_request(self, method: str, uri: str, status: str, seconds: float) -> None:
         key = (method, uri, status)  # the histogram's label order
@@ -161,8 +214,18 @@ class TaskTypeMetrics:
         self.execution_started = metrics.execution_started.labels(**one)
         self.execution_timeout = metrics.execution_timeout.labels(**one)
         self.result_size = metrics.result_size.labels(**one)
+        self.busy_time = metrics.busy_time.setdefault(task_type, BusyTime())
         self._metrics = metrics
         self._children: dict[tuple[Any, str], Any] = {}
+
+    def set_busy(self, busy: int) -> None:
+        """The busy-slot gauge and the slot-seconds counter together (they must never disagree)."""
+        self.busy_slots.set(busy)
+        self.busy_time.set(busy)
+
+    def add_busy(self, delta: int) -> None:
+        self.busy_slots.inc(delta)
+        self.busy_time.add(delta)
 
     def _child(self, metric: Any, value: str) -> Any:
         """The child for `value` of the metric's one label after taskType (status or exception)."""

@@ -148,7 +148,7 @@ class TaskRunner:
         self.server_ok: bool | None = None  # last contact with the server (poll or update) worked
         self.series = metrics.for_task(self.name)  # this task type's metric series, bound once
         self.series.capacity.set(settings.thread_count)
-        self.series.busy_slots.set(0)
+        self.series.set_busy(0)
         self.series.active_workers.set(0)
         self.series.hung.set(0)
         self.series.paused.set(1 if self.paused else 0)
@@ -327,7 +327,7 @@ class TaskRunner:
                 return
             self._free -= 1
             held.has_slot = True
-        self.series.busy_slots.inc()
+        self.series.add_busy(1)
         self._start(held)
 
     def _hold(self, raw: Any) -> _Held | None:
@@ -660,7 +660,7 @@ class TaskRunner:
             else:
                 following.has_slot = True
         if following is None:
-            self.series.busy_slots.dec()
+            self.series.add_busy(-1)
         else:
             self._start(following)
 

@@ -69,7 +69,7 @@ class Config:
     target_queue_depth_per_replica: float = 10
     target_utilization: float = 0.8  # fraction of slots busy
     activation_queue_depth: int = 0
-    cooldown_seconds: float = 300
+    cooldown_seconds: float = 60  # KEDA's is 300 s; activation here takes about a second, not a polling interval
     fallback_replicas: int | None = None
     fallback_failure_threshold: int = 3  # consecutive failed queue-depth reads before the fallback
     tolerance: float = DEFAULT_TOLERANCE
@@ -84,7 +84,7 @@ class Observation:
     now: float
     current_replicas: int
     queue_depth: dict[str, int] | None
-    busy_slots: int = 0
+    busy_slots: float = 0  # mean busy slots since the last evaluation where the pods' counters tell it
     slot_capacity: int = 0
     busy_pods: int = 0  # pods with at least one busy slot
     scraped_pods: int = 0  # pods whose /metrics answered
@@ -140,7 +140,7 @@ def config_from_spec(autoscaling: dict[str, Any]) -> Config:
         target_queue_depth_per_replica=float(a.get("targetQueueDepthPerReplica") or 10),
         target_utilization=float(a.get("targetUtilization") or 80) / 100.0,
         activation_queue_depth=int(a.get("activationQueueDepth") or 0),
-        cooldown_seconds=float(a.get("cooldownSeconds", 300)),
+        cooldown_seconds=float(a.get("cooldownSeconds", 60)),
         fallback_replicas=None if fallback is None else int(fallback),
         fallback_failure_threshold=max(1, int((a.get("fallback") or {}).get("failureThreshold") or 3)),
         tolerance=float(a.get("tolerance") or DEFAULT_TOLERANCE),
@@ -375,6 +375,6 @@ def decide(cfg: Config, obs: Observation, history: History | None = None) -> Dec
     if fleet_cap is not None and raw > fleet_cap:
         raw, capped = fleet_cap, f"; capped to {fleet_cap} by the task definitions' limits"
     limited = f", {workable} workable under the task definitions' limits" if workable < backlog else ""
-    busy = f"busy {obs.busy_slots}/{obs.slot_capacity}"
+    busy = f"busy {round(obs.busy_slots, 1):g}/{obs.slot_capacity}"
     reason = f"{metric} proposes {raw} (backlog {backlog}{limited}{waiting}, {busy}){capped}"
     return _settle(cfg, obs, history, raw, reason, proposals)

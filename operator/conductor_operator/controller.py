@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from conductor_operator import builders, opmetrics
 from conductor_operator.autoscaler import History, Observation, config_from_spec, decide
+from conductor_operator.busy_average import Sample, averaged
 from conductor_operator.config import Config
 from conductor_operator.deletion_cost import protect_busy_pods
 from conductor_operator.kube import Kube, auth_secret, conductor_credentials, now_iso
@@ -77,6 +78,7 @@ class Scaling:
     reachable: bool | None = None  # whether the last evaluation could read Conductor (Events on a change)
     last: Evaluation | None = None  # the last evaluation, for status writes between evaluations
     queued: int | None = None  # the queues' total size at the last evaluation (the activation watch's baseline)
+    busy_samples: dict[str, Sample] = field(default_factory=dict)  # each pod's slot-seconds at the last scrape
 
 
 @dataclass
@@ -383,6 +385,8 @@ class Controller:
                 st.scaling.desired if st.scaling.desired is not None else int(deployment["spec"].get("replicas") or 0)
             )
             pods, scrape = observed.pods, observed.scrape
+            now = self.clock()
+            scrape, st.scaling.busy_samples = averaged(scrape, st.scaling.busy_samples, now)
             fleet = serving(scrape, pods)
             verdict = metrics_verdict(
                 builders.metrics_enabled(spec),
@@ -395,10 +399,10 @@ class Controller:
             if verdict is not None:
                 st.scaling.metrics = verdict
             obs = Observation(
-                now=self.clock(),
+                now=now,
                 current_replicas=current,
                 queue_depth=observed.readiness.ready if observed.readiness is not None else None,
-                busy_slots=fleet.busy_slots,
+                busy_slots=fleet.mean_busy_slots,  # averaged since the last scrape (busy_average.py)
                 slot_capacity=fleet.slot_capacity,
                 busy_pods=len(fleet.busy_pods),
                 scraped_pods=len(fleet.metered),  # pods without busy slots are not utilization samples

@@ -94,7 +94,9 @@ class PodMetrics:
     """What one pod's /metrics says (summed over its task types).
 
     has_busy False: the page (e.g. conductor-go's, or the JavaScript SDK's legacy names) reports no busy
-    slots, so the pod counts neither for utilization nor for busy protection: queue depth alone."""
+    slots, so the pod counts neither for utilization nor for busy protection: queue depth alone.
+    busy_seconds: the slot-seconds counter (the runtime and the sidecar export it), None without it;
+    mean_busy: the busy slots averaged since the previous scrape (busy_average.py), None until known."""
 
     busy_slots: int = 0
     slot_capacity: int = 0
@@ -103,6 +105,8 @@ class PodMetrics:
     per_task_busy: dict[str, int] = field(default_factory=dict)
     has_busy: bool = True
     dialects: frozenset[str] = frozenset()
+    busy_seconds: float | None = None
+    mean_busy: float | None = None
 
 
 def _sum(values: Iterable[float | None]) -> float:
@@ -124,6 +128,7 @@ def parse_metrics(text: str, slots: Mapping[str, int] | None = None) -> PodMetri
     empty = _sum(o.empty_polls for o in page.tasks.values())
     if not busy:
         return PodMetrics(polls=polls, empty_polls=empty, has_busy=False, dialects=page.dialects)
+    seconds = [o.busy_seconds for o in page.tasks.values() if o.busy_seconds is not None]
     capacity = 0.0
     for task in set(page.tasks) | set(slots):
         reported = page.tasks[task].capacity if task in page.tasks else None
@@ -135,6 +140,7 @@ def parse_metrics(text: str, slots: Mapping[str, int] | None = None) -> PodMetri
         empty_polls=empty,
         per_task_busy=busy,
         dialects=page.dialects,
+        busy_seconds=sum(seconds) if seconds else None,
     )
 
 
@@ -157,6 +163,12 @@ class ScrapeResult:
     @property
     def busy_slots(self) -> int:
         return sum(p.busy_slots for p in self.metered.values())
+
+    @property
+    def mean_busy_slots(self) -> float:
+        """Busy slots averaged over the last scrape interval where a pod's counter allows it, else its sample:
+        what utilization is computed from."""
+        return sum(p.busy_slots if p.mean_busy is None else p.mean_busy for p in self.metered.values())
 
     @property
     def slot_capacity(self) -> int:

@@ -28,6 +28,7 @@ class Fact(StrEnum):
     EMPTY_POLLS = "empty_polls"  # polls that brought no task (counter)
     EXECUTIONS = "executions"  # tasks executed or started (counter)
     EXECUTE_SECONDS = "execute_seconds"  # total time spent executing, in seconds (counter)
+    BUSY_SECONDS = "busy_seconds"  # slot-seconds spent busy (counter): its rate is the mean busy slots
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ RULES: tuple[Rule, ...] = (
     # this project's runtime
     Rule("worker_busy_slots", Fact.BUSY, "taskType", "runtime"),
     Rule("worker_slot_capacity", Fact.CAPACITY, "taskType", "runtime"),
+    Rule("worker_busy_slot_seconds_total", Fact.BUSY_SECONDS, "taskType", "runtime"),
     Rule("task_poll_counter_total", Fact.POLLS, "taskType", "runtime"),
     Rule("task_poll_empty_total", Fact.EMPTY_POLLS, "taskType", "runtime"),
     Rule("task_execute_counter_total", Fact.EXECUTIONS, "taskType", "runtime"),
@@ -100,6 +102,7 @@ class TaskObservation:
     empty_polls: float | None = None
     executions: float | None = None
     execute_seconds: float | None = None
+    busy_seconds: float | None = None
 
 
 @dataclass(frozen=True)

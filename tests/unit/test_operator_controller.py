@@ -675,3 +675,25 @@ def test_pods_that_do_not_drain_keep_their_busy_pods_and_runtime_pods_leave(worl
         assert kube.deployment()["spec"]["replicas"] == kept and "kept 3 for busy workers" in reason, reason
     else:
         assert kube.deployment()["spec"]["replicas"] == 1 and "kept" not in reason, reason
+
+
+def test_utilization_reads_the_busy_slots_averaged_between_scrapes(world):
+    """Four pods whose samples each show 4 of 4 slots busy at the second evaluation, while their counters say
+    one slot on average over the 5 s: the fleet goes down to 2 (4 of 16 slots at 80 %); the samples (16/16)
+    would take it up to 5."""
+    kube, _, scraper, clock, ctl = world
+    spec = body(autoscaling=autoscaling(targetUtilization=80, scaleDown={"stabilizationWindowSeconds": 0}))
+    kube.apply(builders.deployment(builders.Owner("orders", NS, "uid-1"), spec["spec"], 4, Config()))
+    names = ("a", "b", "c", "d")
+    for i, name in enumerate(names):
+        kube.add_pod(name, f"10.0.0.{i + 1}")
+        scraper.metrics[name] = PodMetrics(busy_slots=3, slot_capacity=4, busy_seconds=100.0)
+    ctl.autoscale(spec)
+    assert kube.deployment()["spec"]["replicas"] == 4, last_status(kube)["lastDecisionReason"]
+    clock.now += 5
+    for name in names:
+        scraper.metrics[name] = PodMetrics(busy_slots=4, slot_capacity=4, busy_seconds=105.0)
+    ctl.autoscale(spec)
+    reason = last_status(kube)["lastDecisionReason"]
+    assert kube.deployment()["spec"]["replicas"] == 2, reason
+    assert "busy 4/16" in reason

@@ -104,3 +104,45 @@ def test_a_client_shared_by_handlers_in_turn_times_requests_for_the_running_one_
     labels = {"method": "GET", "uri": "/tasks/{taskId}", "status": "200"}
     assert second.metrics.registry.get_sample_value("http_api_client_request_seconds_count", labels) == 1
     assert first.metrics.registry.get_sample_value("http_api_client_request_seconds_count", labels) is None
+
+
+def test_busy_time_integrates_the_busy_slots_over_time():
+    from worker_runtime.metrics import BusyTime
+
+    now = [100.0]
+    busy = BusyTime(clock=lambda: now[0])
+    busy.add(2)  # two slots busy from t=100
+    now[0] = 103.0
+    busy.add(-1)  # one from t=103
+    now[0] = 104.5
+    assert busy.seconds() == pytest.approx(2 * 3 + 1 * 1.5)
+    busy.set(0)
+    now[0] = 200.0
+    assert busy.seconds() == pytest.approx(7.5)  # idle time adds nothing
+    busy.add(-5)  # never below zero
+    now[0] = 210.0
+    assert busy.seconds() == pytest.approx(7.5)
+
+
+def test_a_task_run_counts_its_slot_seconds_and_the_page_exposes_them():
+    import threading
+
+    release = threading.Event()
+    client = FakeClient()
+    runner = _runner(lambda: release.wait(5) and {}, client)
+    runner._accept(_raw())
+    get = runner.metrics.registry.get_sample_value
+    seen: list[float] = []
+    for _ in range(200):  # the counter grows while the slot is held, read at scrape time
+        seen.append(get("worker_busy_slot_seconds_total", {"taskType": "work"}))
+        if seen[-1] > seen[0]:
+            break
+        release.wait(0.01)
+    assert seen[-1] > seen[0], "the slot-seconds counter did not move while a task ran"
+    release.set()
+    client.wait_for("accepted", 1)
+    _wait_idle(runner)
+    held = get("worker_busy_slot_seconds_total", {"taskType": "work"})
+    assert get("worker_busy_slots", {"taskType": "work"}) == 0
+    release.wait(0.05)
+    assert get("worker_busy_slot_seconds_total", {"taskType": "work"}) == held  # idle: it stands still

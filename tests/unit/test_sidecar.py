@@ -208,6 +208,10 @@ def test_a_final_update_frees_the_slot_and_is_counted() -> None:
     assert (reply.status, reply.body) == (200, b"a")
     assert server.calls[-1][2] == body  # byte for byte
     assert gauge(metrics, "worker_busy_slots") == 0
+    held = gauge(metrics, "worker_busy_slot_seconds_total")
+    assert held > 0  # the slot-seconds the task was held: the operator averages busy slots from it
+    time.sleep(0.02)
+    assert gauge(metrics, "worker_busy_slot_seconds_total") == held  # nothing held: it stands still
     assert (
         metrics.registry.get_sample_value("task_execute_counter_total", {"taskType": "work", "status": "COMPLETED"})
         == 1

@@ -135,7 +135,7 @@ class Sidecar:
         for task in self.tasks.values():
             series = self.metrics.for_task(task.name)
             series.capacity.set(task.concurrency or 0)
-            series.busy_slots.set(0)
+            series.set_busy(0)
             series.active_workers.set(0)
 
     # -- requests ---------------------------------------------------------------------------------
@@ -240,7 +240,7 @@ class Sidecar:
     def _show_busy(self, task_type: str) -> None:
         busy = self.ledger.busy().get(task_type, 0)
         series = self.metrics.for_task(task_type)
-        series.busy_slots.set(busy)
+        series.set_busy(busy)
         series.active_workers.set(busy)
 
     # -- updates ----------------------------------------------------------------------------------
