@@ -39,6 +39,8 @@ if [[ "${1:-}" == "autoscalers" ]]; then  # needs the whole stack, and neither t
   if ((help == 0)) && [[ "$contenders" == *keda* ]]; then bash "$CWO_ROOT/scripts/build-keda.sh"; fi
   "$VENV/bin/python" "$CWO_ROOT/scripts/stack.py" up
   cd "$CWO_CACHE"
+  # This checkout's operator and runtime, whichever checkout the venv's editable install points at.
+  export PYTHONPATH="$CWO_ROOT/operator:$CWO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
   exec "$BENCH_VENV/bin/python" "$CWO_ROOT/bench/run.py" "$@"
 fi
 
