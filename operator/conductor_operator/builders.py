@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ METRICS_PORT_NAME = "metrics"
 HASH_ANNOTATION = f"{GROUP}/spec-hash"
 DEFAULT_METRICS_PORT = 8000
 DEFAULT_GRACE_SECONDS = 60
+GRACE_CAP_SECONDS = 600  # the cluster autoscaler's default --max-graceful-termination-sec
+GRACE_MARGIN_SECONDS = 5  # drain_timeout's margin: the drain itself still covers the response timeout
 DEFAULT_SDK = "python"  # this project's runtime: spec.image + spec.modules
 RUNTIME_UID = sidecar_pod.IMAGE_USER  # the runtime image's USER (Dockerfile): its pods and the sidecar
 
@@ -158,6 +161,18 @@ def task_slots(spec: dict[str, Any]) -> dict[str, int]:
 
 def grace_seconds(spec: dict[str, Any]) -> int:
     return int(spec.get("terminationGracePeriodSeconds") or DEFAULT_GRACE_SECONDS)
+
+
+def default_grace(response_timeouts: Iterable[int | None]) -> int:
+    """The grace period when the spec sets none: long enough for the pod to finish the longest task it may
+    hold. A task is held at most its `responseTimeoutSeconds` (the server times it out after that, unless a
+    lease extension keeps it), so the longest of them plus the drain's margin; at least
+    DEFAULT_GRACE_SECONDS, at most GRACE_CAP_SECONDS (Conductor's default response timeout is an hour, and
+    a node drain or the cluster autoscaler waits 10 min at most by default)."""
+    known = [int(t) for t in response_timeouts if t]
+    if not known:
+        return DEFAULT_GRACE_SECONDS
+    return max(DEFAULT_GRACE_SECONDS, min(GRACE_CAP_SECONDS, max(known) + GRACE_MARGIN_SECONDS))
 
 
 def drain_timeout(grace: int) -> int:
@@ -413,8 +428,13 @@ def spec_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
-def deployment(owner: Owner, spec: dict[str, Any], replicas: int | None, config: Config) -> Manifest:
-    """The worker Deployment; replicas None leaves the field unmanaged (it is always set today)."""
+def deployment(
+    owner: Owner, spec: dict[str, Any], replicas: int | None, config: Config, grace: int | None = None
+) -> Manifest:
+    """The worker Deployment; replicas None leaves the field unmanaged (it is always set today). grace: the
+    termination grace period when the spec sets none (default_grace of the task definitions)."""
+    if grace is not None and not spec.get("terminationGracePeriodSeconds"):
+        spec = {**spec, "terminationGracePeriodSeconds": grace}
     template = pod_template(owner, spec, config)
     meta = _metadata(owner)
     meta["annotations"] = {HASH_ANNOTATION: spec_hash(template)}

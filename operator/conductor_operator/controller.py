@@ -60,7 +60,8 @@ class Applied:
 
     generation: int | None = None  # the Deployment's generation after our last apply
     hash: str | None = None  # the spec hash of that Deployment
-    wanted_hash: tuple[int | None, str] | None = None  # (CR generation, spec hash of the Deployment it wants)
+    # ((CR generation, grace period), spec hash of the Deployment it wants)
+    wanted_hash: tuple[tuple[int | None, int | None], str] | None = None
     last_full: float = 0.0  # when every child was last applied
     problems: tuple[Problem, ...] = ()  # children the API server refused at the last apply
     pdb: bool | None = None  # whether our PodDisruptionBudget exists (None: unknown, e.g. after a restart)
@@ -261,7 +262,7 @@ class Controller:
         else:
             fresh = False
         replicas = self._replicas(spec, st, deployment)
-        dep_manifest = builders.deployment(owner, spec, replicas, self.config)
+        dep_manifest = builders.deployment(owner, spec, replicas, self.config, self._grace(body, deployment))
         applied = self._child(failures, "apply", "Deployment", owner.name, lambda: self.kube.apply(dep_manifest))
         if applied is None:
             changed = False
@@ -326,19 +327,37 @@ class Controller:
             return True  # missing, or a child was refused last time: try again at every step
         if deployment["metadata"].get("generation") != st.applied.generation:
             return True  # someone else changed the spec: put our fields back
-        if (deployment["metadata"].get("annotations") or {}).get(builders.HASH_ANNOTATION) != self._wanted_hash(
-            body, st
-        ):
+        wanted = self._wanted_hash(body, st, self._grace(body, deployment))
+        if (deployment["metadata"].get("annotations") or {}).get(builders.HASH_ANNOTATION) != wanted:
             return True
         return self.clock() - st.applied.last_full > FULL_RESYNC_SECONDS
 
-    def _wanted_hash(self, body: dict[str, Any], st: State) -> str:
-        """The spec hash of the Deployment the ConductorWorker wants, built once per CR generation."""
-        generation = body["metadata"].get("generation")
-        if st.applied.wanted_hash is None or st.applied.wanted_hash[0] != generation:
-            manifest = builders.deployment(builders.Owner.from_body(body), body["spec"], None, self.config)
-            st.applied.wanted_hash = (generation, manifest["metadata"]["annotations"][builders.HASH_ANNOTATION])
+    def _wanted_hash(self, body: dict[str, Any], st: State, grace: int | None) -> str:
+        """The spec hash of the Deployment the ConductorWorker wants, built once per CR generation and grace."""
+        key = (body["metadata"].get("generation"), grace)
+        if st.applied.wanted_hash is None or st.applied.wanted_hash[0] != key:
+            owner = builders.Owner.from_body(body)
+            manifest = builders.deployment(owner, body["spec"], None, self.config, grace)
+            st.applied.wanted_hash = (key, manifest["metadata"]["annotations"][builders.HASH_ANNOTATION])
         return st.applied.wanted_hash[1]
+
+    def _grace(self, body: dict[str, Any], deployment: dict[str, Any] | None) -> int | None:
+        """The pods' grace period when the spec sets none: covers the task types' responseTimeoutSeconds
+        (builders.default_grace). While a definition cannot be read the deployed value stays (a guess would
+        roll every pod twice); None: the spec sets it, or nothing is known yet (the builder's default)."""
+        spec = body["spec"]
+        if spec.get("terminationGracePeriodSeconds"):
+            return None
+        try:
+            key_id, key_secret = conductor_credentials(self.kube, spec, body["metadata"]["namespace"])
+            limits = self.taskdefs.limits(spec["conductor"]["serverUrl"], builders.task_names(spec), key_id, key_secret)
+        except (ConductorError, requests.RequestException, ValueError, KeyError):
+            limits = None
+        if limits is None or not all(lim.known for lim in limits.values()):
+            deployed = (((deployment or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+            grace = deployed.get("terminationGracePeriodSeconds")
+            return int(grace) if grace else None
+        return builders.default_grace(lim.response_timeout_seconds for lim in limits.values())
 
     def _deployment(self, ns: str, name: str, st: State, cached: Cached | None) -> dict[str, Any] | None:
         """The Deployment from the watch cache, or from the API server when there is no cache or it has not

@@ -34,6 +34,8 @@ class TaskLimits:
 
     concurrent_exec_limit: int | None = None
     rate_limit_per_frequency: int | None = None
+    response_timeout_seconds: int | None = None  # how long a worker may hold a task without an update
+    known: bool = True  # False: the definition could not be read (and never was): the limits are a guess
 
     @classmethod
     def from_definition(cls, definition: dict[str, Any] | None) -> TaskLimits:
@@ -41,7 +43,9 @@ class TaskLimits:
             value = (definition or {}).get(key)
             return int(value) if isinstance(value, int | float) and value > 0 else None
 
-        return cls(positive("concurrentExecLimit"), positive("rateLimitPerFrequency"))
+        return cls(
+            positive("concurrentExecLimit"), positive("rateLimitPerFrequency"), positive("responseTimeoutSeconds")
+        )
 
     @property
     def tasks(self) -> int | None:
@@ -95,7 +99,7 @@ class TaskDefSource:
             except ConductorError as exc:
                 if exc.status != 404:
                     log.info("task definition %s unreadable at %s: %s", name, url, exc)
-                    out[name] = cached[1] if cached else TaskLimits()
+                    out[name] = cached[1] if cached else TaskLimits(known=False)
                     continue
                 limits = TaskLimits()
             except ValueError:  # not JSON

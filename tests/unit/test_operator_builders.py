@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
+
 from conductor_operator import builders
 from conductor_operator.config import DEFAULT_WORKER_IMAGE, Config
 
@@ -403,3 +405,30 @@ def test_task_names_the_sdk_names_cannot_tell_apart_reach_the_runtime_exactly():
         "get_inventory": (3, "eu"),
         "ship": (4, None),
     }
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "grace"),
+    [
+        ([], 60),  # no definition read: the old default
+        ([None, None], 60),  # definitions without a response timeout
+        ([30], 60),  # short tasks: never below 60 s
+        ([100, 240], 245),  # the longest, plus the drain's margin
+        ([3600], 600),  # Conductor's default response timeout: the documented cap
+    ],
+)
+def test_the_default_grace_covers_the_longest_response_timeout_up_to_the_cap(timeouts, grace):
+    assert builders.default_grace(timeouts) == grace
+
+
+def test_a_default_grace_reaches_the_pod_and_the_drain_but_never_overrides_the_spec():
+    unset = {k: v for k, v in SPEC.items() if k != "terminationGracePeriodSeconds"}
+    pod = builders.deployment(OWNER, unset, 1, CONFIG, grace=245)["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 245
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--drain-timeout") + 1] == "240"  # the drain covers the 240 s response timeout
+    assert (
+        builders.deployment(OWNER, unset, 1, CONFIG)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 60
+    )
+    explicit = builders.deployment(OWNER, SPEC, 1, CONFIG, grace=245)["spec"]["template"]["spec"]
+    assert explicit["terminationGracePeriodSeconds"] == SPEC["terminationGracePeriodSeconds"]

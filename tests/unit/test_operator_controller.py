@@ -697,3 +697,29 @@ def test_utilization_reads_the_busy_slots_averaged_between_scrapes(world):
     reason = last_status(kube)["lastDecisionReason"]
     assert kube.deployment()["spec"]["replicas"] == 2, reason
     assert "busy 4/16" in reason
+
+
+def test_the_grace_period_follows_the_response_timeouts_unless_the_spec_sets_one(world):
+    """No terminationGracePeriodSeconds in the spec: the pods get the longest response timeout of the task
+    types plus 5 s. A definition that cannot be read keeps what is deployed (no rollout on a guess)."""
+    kube, _, _, _, ctl = world
+    ctl.taskdefs.by_name["resize"] = TaskLimits(response_timeout_seconds=300)
+    cw = body()
+    cw["spec"].pop("terminationGracePeriodSeconds", None)
+    ctl.reconcile(cw)
+
+    def grace() -> int:
+        return kube.deployment()["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+
+    assert grace() == 305
+    ctl.taskdefs.by_name["resize"] = TaskLimits(known=False)  # Conductor down at a later step
+    ctl.state(NS, "orders").applied.last_full = 0  # a full resync: everything is applied again
+    ctl.reconcile(cw, force=False)
+    assert grace() == 305
+    ctl.taskdefs.by_name["resize"] = TaskLimits(response_timeout_seconds=3600)
+    ctl.reconcile(cw, force=False)  # a resync step applies only on drift: a new grace is one
+    assert grace() == 600  # the definition changed: the pods follow, up to the cap
+    cw["spec"]["terminationGracePeriodSeconds"] = 20
+    cw["metadata"]["generation"] = 2
+    ctl.reconcile(cw)
+    assert grace() == 20

@@ -12,7 +12,12 @@ from conductor_operator.taskdefs import TaskDefSource, TaskLimits, pod_caps
 
 DEFINITIONS = {
     "limited": {"name": "limited", "concurrentExecLimit": 6, "rateLimitPerFrequency": 0},
-    "rated": {"name": "rated", "rateLimitPerFrequency": 4, "rateLimitFrequencyInSeconds": 60},
+    "rated": {
+        "name": "rated",
+        "rateLimitPerFrequency": 4,
+        "rateLimitFrequencyInSeconds": 60,
+        "responseTimeoutSeconds": 90,
+    },
     "free": {"name": "free", "concurrentExecLimit": 0},
 }
 
@@ -59,7 +64,7 @@ def test_limits_are_read_cached_and_survive_a_failed_read(conductor):
         got = source.limits(url, names)
         assert got == {
             "limited": TaskLimits(6, None),
-            "rated": TaskLimits(None, 4),
+            "rated": TaskLimits(None, 4, 90),
             "free": TaskLimits(),
             "unknown": TaskLimits(),  # 404: no definition, no limit
         }
@@ -71,6 +76,8 @@ def test_limits_are_read_cached_and_survive_a_failed_read(conductor):
         now[0] = 61
         assert source.limits(url, ["limited"]) == {"limited": TaskLimits(6, None)}  # last known kept
         assert len(state["paths"]) == asked + 1
+        never = source.limits(url, ["never-read"])["never-read"]
+        assert never == TaskLimits(known=False) and never.tasks is None  # a guess, and said to be one
     finally:
         source.close()
 
