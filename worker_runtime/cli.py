@@ -10,6 +10,7 @@ import socket
 import sys
 from typing import Any
 
+from worker_runtime import env_names
 from worker_runtime.client import ConductorClient
 from worker_runtime.config import truthy
 from worker_runtime.runner import MAX_RESULT_BYTES, TaskHandler
@@ -119,25 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics-port",
         type=_number(int, -1, 65535),
-        default=os.environ.get("CONDUCTOR_WORKER_METRICS_PORT", "8000"),
+        default=os.environ.get(env_names.METRICS_PORT, "8000"),
         help="port of /metrics, /healthz, /readyz (env CONDUCTOR_WORKER_METRICS_PORT, default 8000; -1 disables)",
     )
     run.add_argument(
         "--metrics-host",
-        default=os.environ.get("CONDUCTOR_WORKER_METRICS_HOST", "0.0.0.0"),
+        default=os.environ.get(env_names.METRICS_HOST, "0.0.0.0"),
         help="address /metrics, /healthz and /readyz listen on (env CONDUCTOR_WORKER_METRICS_HOST, default 0.0.0.0)",
     )
     run.add_argument(
         "--drain-timeout",
         type=_number(float, 0),
-        default=os.environ.get("CONDUCTOR_WORKER_DRAIN_TIMEOUT", "25"),
+        default=os.environ.get(env_names.DRAIN_TIMEOUT, "25"),
         help="seconds to finish in-flight tasks after SIGTERM (env CONDUCTOR_WORKER_DRAIN_TIMEOUT, default 25; "
         "keep below the pod's grace period)",
     )
     run.add_argument(
         "--max-result-bytes",
         type=_number(int, 1),
-        default=os.environ.get("CONDUCTOR_WORKER_MAX_RESULT_BYTES", str(MAX_RESULT_BYTES)),
+        default=os.environ.get(env_names.MAX_RESULT_BYTES, str(MAX_RESULT_BYTES)),
         help="a larger encoded result fails the task at once (default 20000000: Conductor's JSON parser "
         "refuses a longer string)",
     )
@@ -152,12 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json-logs",
         action="store_true",
-        default=_env_flag(run, "CONDUCTOR_WORKER_JSON_LOGS", False),
+        default=_env_flag(run, env_names.JSON_LOGS, False),
         help="one JSON object per log line (env CONDUCTOR_WORKER_JSON_LOGS)",
     )
     run.add_argument(
         "--log-level",
-        default=os.environ.get("CONDUCTOR_WORKER_LOG_LEVEL", "INFO"),
+        default=os.environ.get(env_names.LOG_LEVEL, "INFO"),
         type=_log_level,
         help="DEBUG, INFO, WARNING or ERROR (env CONDUCTOR_WORKER_LOG_LEVEL, default INFO)",
     )
@@ -187,25 +188,25 @@ def _sidecar_parser(sub: Any) -> None:
     side.add_argument(
         "--port",
         type=_number(int, 1, 65535),
-        default=os.environ.get("CONDUCTOR_SIDECAR_PORT", "7700"),
+        default=os.environ.get(env_names.SIDECAR_PORT, "7700"),
         help="loopback port the worker talks to (env CONDUCTOR_SIDECAR_PORT, default 7700)",
     )
     side.add_argument(
         "--metrics-port",
         type=_number(int, 1, 65535),
-        default=os.environ.get("CONDUCTOR_WORKER_METRICS_PORT", "7701"),
+        default=os.environ.get(env_names.METRICS_PORT, "7701"),
         help="port of /metrics, /healthz, /readyz and /drain (env CONDUCTOR_WORKER_METRICS_PORT, default 7701)",
     )
     side.add_argument(
         "--drain-timeout",
         type=_number(float, 0),
-        default=os.environ.get("CONDUCTOR_WORKER_DRAIN_TIMEOUT", "25"),
+        default=os.environ.get(env_names.DRAIN_TIMEOUT, "25"),
         help="seconds /drain waits for the pod's tasks to finish (env CONDUCTOR_WORKER_DRAIN_TIMEOUT, default 25)",
     )
-    side.add_argument("--tasks", default=os.environ.get("CONDUCTOR_SIDECAR_TASKS", "[]"), help="see below")
-    side.add_argument("--worker-id", default=os.environ.get("POD_NAME") or socket.gethostname())
-    side.add_argument("--json-logs", action="store_true", default=_env_flag(side, "CONDUCTOR_WORKER_JSON_LOGS", False))
-    side.add_argument("--log-level", default=os.environ.get("CONDUCTOR_WORKER_LOG_LEVEL", "INFO"), type=_log_level)
+    side.add_argument("--tasks", default=os.environ.get(env_names.SIDECAR_TASKS, "[]"), help="see below")
+    side.add_argument("--worker-id", default=os.environ.get(env_names.POD_NAME) or socket.gethostname())
+    side.add_argument("--json-logs", action="store_true", default=_env_flag(side, env_names.JSON_LOGS, False))
+    side.add_argument("--log-level", default=os.environ.get(env_names.LOG_LEVEL, "INFO"), type=_log_level)
 
 
 def run_sidecar(args: argparse.Namespace, log: logging.Logger) -> int:
@@ -259,8 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sidecar":
         return run_sidecar(args, log)
 
-    modules = args.module or _split(os.environ.get("CONDUCTOR_WORKER_MODULES"))
-    paths = args.path or _split(os.environ.get("CONDUCTOR_WORKER_PATH"), ":")
+    modules = args.module or _split(os.environ.get(env_names.MODULES))
+    paths = args.path or _split(os.environ.get(env_names.PATH), ":")
     if not modules:
         log.error("no worker modules: pass --module or set CONDUCTOR_WORKER_MODULES")
         return 2
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         log.error("%s", exc)
         return 2
-    wanted = args.task or _split(os.environ.get("CONDUCTOR_WORKER_TASKS"))
+    wanted = args.task or _split(os.environ.get(env_names.TASKS))
     if wanted:
         missing = sorted(set(wanted) - set(workers))
         if missing:

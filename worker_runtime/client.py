@@ -18,6 +18,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as _Urllib3Error
 from urllib3.exceptions import LocationValueError
 
+from worker_runtime import env_names
 from worker_runtime.auth import TokenAuth
 from worker_runtime.errors import ConductorError
 
@@ -85,7 +86,7 @@ class ConductorClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
     ) -> None:
-        url = server_url or os.environ.get("CONDUCTOR_SERVER_URL") or "http://localhost:8080/api"
+        url = server_url or os.environ.get(env_names.SERVER_URL) or "http://localhost:8080/api"
         self.base_url = url.rstrip("/")
         proxy = proxy_for(self.base_url)
         # One pool for the one server (no per-request pool lookup), or a ProxyManager taking full
@@ -102,8 +103,8 @@ class ConductorClient:
             self._origin = ""
         self.timeout = (connect_timeout, read_timeout)
         self._timeouts: dict[float, urllib3.Timeout] = {}
-        key_id = key_id if key_id is not None else os.environ.get("CONDUCTOR_AUTH_KEY")
-        key_secret = key_secret if key_secret is not None else os.environ.get("CONDUCTOR_AUTH_SECRET")
+        key_id = key_id if key_id is not None else os.environ.get(env_names.AUTH_KEY)
+        key_secret = key_secret if key_secret is not None else os.environ.get(env_names.AUTH_SECRET)
         self.auth = TokenAuth(self.base_url, key_id, key_secret, self._token_request) if key_id and key_secret else None
         # Each is called after every request with (method, uri template, status or "error", seconds).
         self.observers: list[Callable[[str, str, str, float], None]] = []

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from worker_runtime import env_names
+from worker_runtime.env_names import TASK_SETTINGS
 from worker_runtime.worker import WorkerSpec
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -82,25 +83,18 @@ class WorkerSettings:
     execution_timeout_s: float | None = None  # None: only the task's responseTimeoutSeconds applies
 
 
-TASK_SETTINGS = "CONDUCTOR_WORKER_TASK_SETTINGS"
-
-
-def _env_key(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
-
-
 def task_keys(name: str, prop: str, sanitized: bool = True) -> list[str]:
     """One task's variable names for a property, in the SDK's order (then the runtime's own form)."""
     keys = [
-        f"conductor.worker.{name}.{prop}",
+        env_names.dotted(name, prop),
         f"conductor_worker_{name}_{prop}",
-        f"CONDUCTOR_WORKER_{name.upper()}_{prop.upper()}",
+        env_names.upper_verbatim(name, prop),
         f"CONDUCTOR_WORKER_{name}_{prop.upper()}",
     ]
     if prop == "poll_interval":
-        keys += [f"CONDUCTOR_WORKER_{name.upper()}_POLLING_INTERVAL", f"CONDUCTOR_WORKER_{name}_POLLING_INTERVAL"]
+        keys += [env_names.upper_verbatim(name, "POLLING_INTERVAL"), f"CONDUCTOR_WORKER_{name}_POLLING_INTERVAL"]
     if sanitized:
-        keys.append(f"CONDUCTOR_WORKER_{_env_key(name)}_{prop.upper()}")
+        keys.append(env_names.upper_underscore(name, prop))
     return list(dict.fromkeys(keys))
 
 
@@ -136,7 +130,7 @@ def exact_settings(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 def default_worker_id(env: Mapping[str, str]) -> str:
     """Pod name in Kubernetes (POD_NAME / HOSTNAME), else the host name."""
-    return env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
+    return env.get(env_names.POD_NAME) or env.get("HOSTNAME") or socket.gethostname()
 
 
 def resolve(
@@ -150,7 +144,7 @@ def resolve(
     env = os.environ if env is None else env
     name = spec.task_definition_name
     exact = exact_settings(env).get(name) or {}
-    sanitized = not any(_env_key(o) == _env_key(name) for o in others if o != name)
+    sanitized = not any(env_names.sanitized(o) == env_names.sanitized(name) for o in others if o != name)
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     declared = {
         "poll_interval": spec.poll_interval_millis,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from conductor_operator import sidecar_pod
 from conductor_operator.config import Config
 from conductor_operator.sdk_env import CONVENTIONS, auth_env, sdk_env
+from worker_runtime import env_names
 
 GROUP = "conductor.io"
 VERSION = "v1alpha1"
@@ -93,7 +93,7 @@ def _metadata(owner: Owner, name: str | None = None, extra_labels: dict[str, str
 
 def env_task_name(task: str) -> str:
     """CONDUCTOR_WORKER_<NAME>_<PROP>: the runtime's env key for a task (non-alphanumerics -> '_')."""
-    return re.sub(r"[^A-Za-z0-9]", "_", task).upper()
+    return env_names.sanitized(task)
 
 
 def sdk(spec: dict[str, Any]) -> str:
@@ -185,16 +185,6 @@ def task_names(spec: dict[str, Any]) -> list[str]:
     return [t["name"] for t in spec.get("tasks") or []]
 
 
-_TASK_PROPS = (
-    ("concurrency", "THREAD_COUNT"),
-    ("pollIntervalMs", "POLL_INTERVAL"),
-    ("pollTimeoutMs", "POLL_TIMEOUT"),
-    ("domain", "DOMAIN"),
-    ("batchSize", "BATCH_SIZE"),
-    ("paused", "PAUSED"),
-)
-
-
 def _env_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -210,8 +200,8 @@ def _override(env: list[dict[str, Any]], *overrides: list[dict[str, Any]] | None
 
 
 _POD_REFS = [
-    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-    {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    {"name": env_names.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    {"name": env_names.POD_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
 ]
 
 
@@ -237,28 +227,29 @@ def worker_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """The runtime's configuration as env; credentials only as secretKeyRef (never their values)."""
     conductor = spec.get("conductor") or {}
     env: list[dict[str, Any]] = [
-        {"name": "CONDUCTOR_SERVER_URL", "value": conductor["serverUrl"]},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "CONDUCTOR_WORKER_TASKS", "value": ",".join(task_names(spec))},
-        {"name": "CONDUCTOR_WORKER_METRICS_PORT", "value": str(metrics_port(spec))},
+        {"name": env_names.SERVER_URL, "value": conductor["serverUrl"]},
+        *copy.deepcopy(_POD_REFS),
+        {"name": env_names.TASKS, "value": ",".join(task_names(spec))},
+        {"name": env_names.METRICS_PORT, "value": str(metrics_port(spec))},
     ]
     env += auth_env(conductor.get("authSecretRef"))
     if spec.get("modules"):
-        env.append({"name": "CONDUCTOR_WORKER_MODULES", "value": ",".join(spec["modules"])})
+        env.append({"name": env_names.MODULES, "value": ",".join(spec["modules"])})
     tasks = spec.get("tasks") or []
     forms = [env_task_name(t["name"]) for t in tasks]
     exact: dict[str, dict[str, Any]] = {}
     for task, form in zip(tasks, forms, strict=True):
-        settings = {prop.lower(): task[field] for field, prop in _TASK_PROPS if task.get(field) not in (None, "")}
+        settings = {
+            prop: task[field] for field, prop in env_names.RUNTIME_TASK_PROPS if task.get(field) not in (None, "")
+        }
         if settings:
             exact[task["name"]] = settings
         if form == "ALL" or forms.count(form) > 1:
             continue  # the name form would also be another task's (or every task's): the exact JSON says it
         for prop, value in settings.items():
-            env.append({"name": f"CONDUCTOR_WORKER_{form}_{prop.upper()}", "value": _env_value(value)})
+            env.append({"name": env_names.upper_underscore(task["name"], prop), "value": _env_value(value)})
     if exact:  # exact task names, read first by the runtime (worker_runtime/config.py)
-        env.append({"name": "CONDUCTOR_WORKER_TASK_SETTINGS", "value": json.dumps(exact, separators=(",", ":"))})
+        env.append({"name": env_names.TASK_SETTINGS, "value": json.dumps(exact, separators=(",", ":"))})
     # User env last and by name: an override replaces the operator's value instead of duplicating it.
     return _override(env, (spec.get("template") or {}).get("env"))
 

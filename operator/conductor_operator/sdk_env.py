@@ -12,34 +12,25 @@ Credentials are only ever secretKeyRef entries: the operator never sees or copie
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SERVER_URL = "CONDUCTOR_SERVER_URL"  # every SDK: the API base; all accept it ending in /api
-AUTH_KEY = "CONDUCTOR_AUTH_KEY"
-AUTH_SECRET = "CONDUCTOR_AUTH_SECRET"
-METRICS_PORT = "CONDUCTOR_WORKER_METRICS_PORT"
-POD_NAME = "POD_NAME"  # the worker id of the runtime and the Java example (Go and JavaScript use the host name)
+from worker_runtime.env_names import (
+    AUTH_KEY,
+    AUTH_SECRET,
+    METRICS_PORT,
+    POD_NAME,
+    SECRET_KEY_ID,
+    SECRET_KEY_SECRET,
+    SERVER_URL,
+    dotted,
+    upper_underscore,
+    upper_verbatim,
+)
 
 # The task settings a ConductorWorker gives (its spec.tasks[] field names) and what they mean.
 TASK_FIELDS = ("concurrency", "domain", "pollIntervalMs")
-
-
-def _upper_underscore(task: str, prop: str) -> str:
-    """CONDUCTOR_WORKER_GET_INVENTORY_THREAD_COUNT: non-alphanumerics of the task name become '_'."""
-    return f"CONDUCTOR_WORKER_{re.sub(r'[^A-Za-z0-9]', '_', task).upper()}_{prop}"
-
-
-def _upper_verbatim(task: str, prop: str) -> str:
-    """CONDUCTOR_WORKER_GET-INVENTORY_CONCURRENCY: the JavaScript SDK upper-cases the name as it is."""
-    return f"CONDUCTOR_WORKER_{task.upper()}_{prop}"
-
-
-def _dotted(task: str, prop: str) -> str:
-    """conductor.worker.get-inventory.threadCount: the Java client's property names, verbatim."""
-    return f"conductor.worker.{task}.{prop}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +51,7 @@ CONVENTIONS: dict[str, Convention] = {
     "python": Convention(
         sdk="this project's worker runtime (conductor-worker)",
         version="0.1.0",
-        task_var=_upper_underscore,
+        task_var=upper_underscore,
         props={"concurrency": "THREAD_COUNT", "domain": "DOMAIN", "pollIntervalMs": "POLL_INTERVAL"},
         read_by=dict.fromkeys(("server", "auth", *TASK_FIELDS, "metrics_port"), "sdk"),
         metrics_port=8000,
@@ -69,7 +60,7 @@ CONVENTIONS: dict[str, Convention] = {
     "go": Convention(
         sdk="github.com/conductor-sdk/conductor-go",
         version="v1.6.1",
-        task_var=_upper_underscore,
+        task_var=upper_underscore,
         props={"concurrency": "BATCH_SIZE", "domain": "DOMAIN", "pollIntervalMs": "POLL_INTERVAL"},
         read_by={"server": "sdk", "auth": "sdk", **dict.fromkeys((*TASK_FIELDS, "metrics_port"), "example")},
         metrics_port=2112,
@@ -82,7 +73,7 @@ CONVENTIONS: dict[str, Convention] = {
     "javascript": Convention(
         sdk="@io-orkes/conductor-javascript",
         version="4.0.0",
-        task_var=_upper_verbatim,
+        task_var=upper_verbatim,
         props={"concurrency": "CONCURRENCY", "domain": "DOMAIN", "pollIntervalMs": "POLL_INTERVAL"},
         read_by={**dict.fromkeys(("server", "auth", *TASK_FIELDS), "sdk"), "metrics_port": "example"},
         metrics_port=9090,
@@ -94,7 +85,7 @@ CONVENTIONS: dict[str, Convention] = {
     "java": Convention(
         sdk="io.orkes.conductor:orkes-conductor-client (org.conductoross:conductor-client)",
         version="4.0.8",
-        task_var=_dotted,
+        task_var=dotted,
         props={"concurrency": "threadCount", "domain": "domain", "pollIntervalMs": "pollInterval"},
         read_by={"server": "sdk", "auth": "sdk", **dict.fromkeys((*TASK_FIELDS, "metrics_port"), "example")},
         metrics_port=9991,
@@ -109,7 +100,7 @@ CONVENTIONS: dict[str, Convention] = {
 
 def secret_keys(ref: Mapping[str, Any]) -> tuple[str, str]:
     """The key id's and the key secret's names in the Secret spec.conductor.authSecretRef names."""
-    return ref.get("keyIdKey") or "keyId", ref.get("keySecretKey") or "keySecret"
+    return ref.get("keyIdKey") or SECRET_KEY_ID, ref.get("keySecretKey") or SECRET_KEY_SECRET
 
 
 def auth_env(ref: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from conductor_operator.config import Config
 from conductor_operator.sdk_env import auth_env
+from worker_runtime import env_names
 
 NAME = "conductor-sidecar"
 PROXY_PORT = 7700  # on the pod's loopback only: the worker's server URL
@@ -51,9 +52,9 @@ def container(spec: dict[str, Any], config: Config, drain_seconds: int, security
     after it, so it is there for the worker's last updates and the preStop drain."""
     conductor = spec.get("conductor") or {}
     env: list[dict[str, Any]] = [
-        {"name": "CONDUCTOR_SERVER_URL", "value": conductor["serverUrl"]},
-        {"name": "CONDUCTOR_SIDECAR_TASKS", "value": tasks_json(spec)},
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": env_names.SERVER_URL, "value": conductor["serverUrl"]},
+        {"name": env_names.SIDECAR_TASKS, "value": tasks_json(spec)},
+        {"name": env_names.POD_NAME, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "HOST_IPS", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
     ]
     env += auth_env(conductor.get("authSecretRef"))
