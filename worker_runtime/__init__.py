@@ -2,8 +2,8 @@
 
 from worker_runtime.client import ConductorClient, ConductorError
 from worker_runtime.context import TaskContext, get_task_context
+from worker_runtime.handler import TaskHandler
 from worker_runtime.model import NonRetryableError, Task, TaskInProgress, TaskResult, TaskStatus
-from worker_runtime.runner import TaskHandler
 from worker_runtime.tasks import TaskManager
 from worker_runtime.worker import worker_task
 

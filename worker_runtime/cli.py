@@ -13,7 +13,8 @@ from typing import Any
 from worker_runtime import env_names
 from worker_runtime.client import ConductorClient
 from worker_runtime.config import truthy
-from worker_runtime.runner import MAX_RESULT_BYTES, TaskHandler
+from worker_runtime.handler import TaskHandler
+from worker_runtime.results import MAX_RESULT_BYTES
 from worker_runtime.worker import discover
 
 EPILOG = """\

@@ -12,6 +12,7 @@ from worker_runtime.binding import InputBindingError
 from worker_runtime.model import NonRetryableError, Task, TaskInProgress, TaskResult, TaskStatus
 
 MAX_REASON = 1000
+MAX_RESULT_BYTES = 20_000_000  # Conductor's JSON parser refuses a string longer than this (HTTP 500)
 
 
 class UnsendableResult(ValueError):

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from worker_runtime.async_loop import AsyncLoop
 from worker_runtime.backoff import Backoff
 from worker_runtime.client import ConductorError
 from worker_runtime.config import resolve
+from worker_runtime.handler import TaskHandler
 from worker_runtime.metrics import WorkerMetrics
 from worker_runtime.model import Task
-from worker_runtime.runner import TaskHandler, TaskRunner, _AsyncLoop
+from worker_runtime.runner import TaskRunner
 from worker_runtime.worker import WorkerSpec, is_async_callable
 
 WAIT = 10.0  # a safety net for a broken runtime, never a timing assumption
@@ -98,7 +100,7 @@ def _raw(task_id: str = "t1", **extra: Any) -> dict:
 def _runner(func, client: FakeClient, slots: int = 1, clock=None, **spec_kw) -> TaskRunner:
     spec = WorkerSpec("work", func, **spec_kw)
     settings = resolve(spec, env={"HOSTNAME": "pod"}, overrides={"thread_count": slots})
-    loop = _AsyncLoop() if spec.is_async else None
+    loop = AsyncLoop() if spec.is_async else None
     runner = TaskRunner(spec, settings, client, WorkerMetrics(), loop, clock=clock or FakeClock(), update_v2=True)
     runner.update_backoff = Backoff(base=0.0, cap=0.0)
     return runner
@@ -495,7 +497,7 @@ def test_healthz_fails_when_an_async_function_blocks_the_event_loop():
         asyncio.run_coroutine_threadsafe(asyncio.sleep(0), handler.async_loop.loop).result(WAIT)  # after the beat
         runner = handler.runners[0]
         with client._cond:  # the poll loop, too, beats again after the clock's jump
-            assert client._cond.wait_for(lambda: runner.heartbeat == clock.now, WAIT)
+            assert client._cond.wait_for(lambda: runner.poller.heartbeat == clock.now, WAIT)
         assert handler.async_loop.last_beat == clock.now and handler._alive()[0]
 
 
@@ -507,7 +509,7 @@ def test_a_poll_loop_that_dies_makes_healthz_fail():
     handler = TaskHandler([WorkerSpec("work", lambda: {})], client=client)
     handler.start()
     try:
-        handler.runners[0]._thread.join(WAIT)
+        handler.runners[0].poller.thread.join(WAIT)
         ok, detail = handler._alive()
         assert not ok and "poll loop died: KeyboardInterrupt" in detail["problems"]["work"]
         assert handler.metrics.registry.get_sample_value(

@@ -10,7 +10,7 @@ import requests
 from test_runner import WAIT, FakeClient
 
 from worker_runtime.client import ConductorClient
-from worker_runtime.runner import TaskHandler
+from worker_runtime.handler import TaskHandler
 from worker_runtime.worker import WorkerSpec
 
 
@@ -105,7 +105,7 @@ def test_healthz_answers_503_with_the_reason_when_a_poll_loop_died():
     )
     handler.start()
     try:
-        handler.runners[0]._thread.join(WAIT)
+        handler.runners[0].poller.thread.join(WAIT)
         resp = requests.get(f"http://127.0.0.1:{handler.health.port}/healthz", timeout=5)
     finally:
         handler.stop(grace=0)

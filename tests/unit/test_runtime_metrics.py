@@ -43,7 +43,7 @@ def test_a_task_run_exposes_both_name_sets_with_the_sdk_labels():
 
 
 def test_the_sdk_poll_counter_and_timing_follow_the_poll_loop():
-    from worker_runtime.runner import TaskHandler
+    from worker_runtime.handler import TaskHandler
     from worker_runtime.worker import WorkerSpec
 
     client = FakeClient(polls=[[_raw("a")]])
@@ -89,7 +89,7 @@ def test_api_requests_are_timed_by_uri_template_and_status():
 
 
 def test_a_client_shared_by_handlers_in_turn_times_requests_for_the_running_one_only():
-    from worker_runtime.runner import TaskHandler
+    from worker_runtime.handler import TaskHandler
     from worker_runtime.worker import WorkerSpec
 
     client = ConductorClient("http://127.0.0.1:9/api")

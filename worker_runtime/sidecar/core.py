@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from worker_runtime.backoff import Backoff
 from worker_runtime.client import ConductorClient, Response, encode_json
+from worker_runtime.delivery import UpdateRetries, give_back
 from worker_runtime.errors import ConductorError
 from worker_runtime.metrics import WorkerMetrics
 from worker_runtime.sidecar import routes
@@ -122,6 +123,7 @@ class Sidecar:
         self.clock = clock
         self.sleep = sleep
         self.ledger = Ledger({t.name: t.concurrency for t in self.tasks.values() if t.concurrency}, clock)
+        self.update_backoff = Backoff(base=0.5, cap=4.0)  # a template: each update's retries copy it
         self.draining = threading.Event()
         self.unparsed = Counter(
             "sidecar_unparsed_updates",
@@ -325,25 +327,28 @@ class Sidecar:
     ) -> tuple[Response, bool]:
         """Send an update; a 5xx or a network failure is tried again, and a final result that still fails is
         kept and retried in the background (the worker is told it was taken: it is never dropped)."""
-        backoff: Backoff | None = None  # made on the first failure only (its Random seeds from urandom)
-        failure: str = ""
-        for attempt in range(INLINE_ATTEMPTS):
+        retries: UpdateRetries | None = None  # made on the first failure only: the hot path stays lean
+        while True:
+            last: Response | None = None
             try:
                 resp = self._send(method, target, body or None, headers)
             except ConductorError as exc:
-                failure = str(exc)
-                self._failed(failure)
+                error = exc
+                self._failed(str(exc))
             else:
                 self._answered(resp)
                 if resp.status_code < 500:
                     return resp, False
-                failure = f"HTTP {resp.status_code}"
-                if not keep and attempt == INLINE_ATTEMPTS - 1:
-                    return resp, False
-            if attempt < INLINE_ATTEMPTS - 1:
-                backoff = backoff or Backoff(base=0.5, cap=4.0)
-                self.sleep(backoff.next_delay())
+                last, error = resp, ConductorError(f"HTTP {resp.status_code}", resp.status_code)
+            retries = retries or UpdateRetries(self.update_backoff, attempts=INLINE_ATTEMPTS, clock=self.clock)
+            delay = retries.next_delay(error)
+            if delay is None:
+                break
+            self.sleep(delay)
+        failure = str(error)
         if not keep:
+            if last is not None:  # the server's own 5xx reply, as it was
+                return last, False
             message = {"message": f"the Conductor server did not take the update: {failure}"}
             return Response(502, encode_json(message), {"Content-Type": "application/json"}), False
         log.warning("update to %s failed (%s); the sidecar keeps the result and retries it", target, failure)
@@ -378,18 +383,7 @@ class Sidecar:
     # -- the pod ----------------------------------------------------------------------------------
 
     def _give_back(self, task: Mapping[str, Any], why: str) -> bool:
-        """IN_PROGRESS with callbackAfterSeconds 0: the server requeues it for the next poll, no retry used."""
-        for attempt in range(3):
-            try:
-                self.client.release_task(dict(task), self.worker_id)
-                log.info("handed task %s back to the server (%s)", task.get("taskId"), why)
-                return True
-            except ConductorError as exc:
-                if attempt == 2:
-                    log.error("could not hand task %s back (%s): %s", task.get("taskId"), why, exc)
-                else:
-                    self.sleep(0.5 * (attempt + 1))
-        return False
+        return give_back(self.client, task, self.worker_id, why, attempts=3, sleep=self.sleep)
 
     def _hand_back(self, held: Held, why: str) -> None:
         task = {"taskId": held.task_id, "workflowInstanceId": held.workflow_id}
