@@ -182,6 +182,7 @@ def apply_crd(cfg, timeout: float = 60.0) -> None:
     """Apply the CRD and wait until it is Established. `kubectl wait` fails at once when it does not find
     the object, which a freshly started API server's cache can answer right after the apply: ask again."""
     kubectl(cfg, "apply", "-f", str(REPO / "crds" / "conductorworker.yaml"))
+    kubectl(cfg, "apply", "-f", str(REPO / "crds" / "conductorconnection.yaml"))
     deadline = time.monotonic() + timeout
     while True:
         left = max(1, round(deadline - time.monotonic()))  # each wait gets what is left of the one timeout

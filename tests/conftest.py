@@ -124,9 +124,11 @@ def node(stack: StackConfig, kubeconfig: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def crd(kubectl) -> None:
-    """The ConductorWorker CRD of this checkout, applied and Established."""
+    """The ConductorWorker and ConductorConnection CRDs of this checkout, applied and Established."""
     kubectl("apply", "-f", str(REPO_ROOT / "crds" / "conductorworker.yaml"))
-    kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
+    kubectl("apply", "-f", str(REPO_ROOT / "crds" / "conductorconnection.yaml"))
+    for name in ("conductorworkers", "conductorconnections"):
+        kubectl("wait", "--for=condition=Established", f"crd/{name}.conductor.io", "--timeout=30s")
 
 
 @pytest.fixture

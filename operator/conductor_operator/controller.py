@@ -22,7 +22,7 @@ from typing import Any
 import requests
 from kubernetes.client.exceptions import ApiException
 
-from conductor_operator import builders, opmetrics
+from conductor_operator import builders, connections, opmetrics
 from conductor_operator.autoscaler import History, Observation, config_from_spec, decide
 from conductor_operator.busy_average import Sample, averaged
 from conductor_operator.config import Config
@@ -30,6 +30,7 @@ from conductor_operator.deletion_cost import protect_busy_pods
 from conductor_operator.kube import Kube, auth_secret, conductor_credentials, now_iso
 from conductor_operator.observe import QueueDepthSource, Scraper, ScrapeResult, pod_targets, queue_key, serving
 from conductor_operator.readiness import PendingTaskSource, Readiness, readiness
+from conductor_operator.servers import ServerClients
 from conductor_operator.status import (
     QUEUE_ONLY,
     SERVICE_MONITOR_CRD,
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 # Every child is applied again this often even when nothing seems changed: the Service, PDB and ServiceMonitor
 # are not watched, so a hand edit of them is put back within this time (the Deployment's at once: watched).
 FULL_RESYNC_SECONDS = 300.0
+CONNECTION_TTL_SECONDS = 10.0  # a ConductorConnection is read again after this (a watch event clears it sooner)
 
 
 @dataclass
@@ -102,6 +104,8 @@ class State:
     applied: Applied = field(default_factory=Applied)
     scaling: Scaling = field(default_factory=Scaling)
     shown: Shown = field(default_factory=Shown)
+    connection: str | None = None  # the ConductorConnection it names (a change of it wakes the loop)
+    connection_problem: Problem | None = None  # why spec.conductor cannot be used as written
 
 
 def spec_queues(spec: dict[str, Any]) -> list[tuple[str, str | None]]:
@@ -145,6 +149,8 @@ class Controller:
         self.clock = clock
         self._states: dict[tuple[str, str], State] = {}
         self._lock = threading.Lock()
+        self._connections: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._probes = ServerClients(5.0)  # the connections' checks
 
     def state(self, namespace: str, name: str) -> State:
         with self._lock:
@@ -192,6 +198,56 @@ class Controller:
         st = self._known(namespace, name)
         if st is not None:
             st.wake.set()
+
+    def connection_changed(self, namespace: str, name: str) -> None:
+        """A ConductorConnection changed or went: forget it and wake the loops of the workers naming it."""
+        with self._lock:
+            self._connections.pop((namespace, name), None)
+            waiting = [st for (ns, _), st in self._states.items() if ns == namespace and st.connection == name]
+        for st in waiting:
+            st.wake.set()
+
+    def _connection(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConductorConnection, read at most every CONNECTION_TTL_SECONDS (a change of it clears it)."""
+        key = (namespace, name)
+        with self._lock:
+            cached = self._connections.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CONNECTION_TTL_SECONDS:
+            return cached[1]
+        found = self.kube.get(f"{builders.GROUP}/{builders.VERSION}", connections.KIND, namespace, name)
+        with self._lock:
+            self._connections[key] = (time.monotonic(), found)
+        return found
+
+    def _resolve(self, body: dict[str, Any], st: State) -> connections.Resolution:
+        """The ConductorWorker with spec.conductor from its ConductorConnection (connections.resolve)."""
+        name = connections.connection_name(body.get("spec") or {})
+        st.connection = name
+        found = self._connection(body["metadata"]["namespace"], name) if name else None
+        resolution = connections.resolve(body, found)
+        st.connection_problem = resolution.problem
+        return resolution
+
+    def check_connection(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Check a ConductorConnection (its Ready condition) and write its status; returns the status."""
+        meta, spec = body["metadata"], body.get("spec") or {}
+        url = spec.get("serverUrl") or ""
+        key_id = key_secret = None
+        unusable = None
+        ref = spec.get("authSecretRef")
+        if ref:
+            try:
+                key_id, key_secret = conductor_credentials(self.kube, {"conductor": spec}, meta["namespace"])
+            except KeyError as exc:
+                unusable = f"{exc.args[0]} (authSecretRef)" if exc.args else "the Secret cannot be used"
+        _, client = self._probes.get(url, key_id, key_secret)
+        ready = connections.check(
+            lambda: client.request("GET", "/tasks/queue/sizes", params={"taskType": "conductor-connection-check"}),
+            unusable,
+        )
+        status = connections.status(body.get("status"), ready, meta.get("generation"))
+        self.kube.patch_status(meta["namespace"], meta["name"], status, kind=connections.KIND)
+        return status
 
     def _known(self, namespace: str, name: str) -> State | None:
         """The object's state if a step ever ran for it (events of other Deployments create none)."""
@@ -380,6 +436,11 @@ class Controller:
         st = self.state(meta["namespace"], meta["name"])
         with st.lock:
             deployment = self._deployment(meta["namespace"], meta["name"], st, cached)
+            resolution = self._resolve(body, st)
+            body = resolution.body
+            if resolution.blocking:  # no server to point the pods at: status only, a full step again next time
+                self._write_status(body, st, deployment, None)
+                return
             if force or self._needs_apply(body, st, deployment):
                 deployment = self.apply_children(body, st, deployment)
             self._write_status(body, st, deployment, None)
@@ -395,6 +456,11 @@ class Controller:
         st = self.state(ns, name)
         with st.lock:
             deployment = self._deployment(ns, name, st, cached)
+            resolution = self._resolve(body, st)
+            body, spec = resolution.body, resolution.body["spec"]
+            if resolution.blocking:  # no server to ask or to point the pods at: the replicas stay as they are
+                self._write_status(body, st, deployment, None)
+                return
             if force or self._needs_apply(body, st, deployment):
                 deployment = self.apply_children(body, st, deployment)
             cfg = config_from_spec(spec.get("autoscaling") or {})
@@ -478,10 +544,14 @@ class Controller:
         (and more than the activation threshold), so the next evaluation should run now. Reads only the
         shared queue sizes; the evaluation decides whether those tasks are ready (a task waiting out a
         callback changes nothing here and waits for the regular interval)."""
-        meta, spec = body["metadata"], body["spec"]
+        meta = body["metadata"]
         st = self.state(meta["namespace"], meta["name"])
         if st.scaling.desired != 0 or st.scaling.queued is None:
             return False
+        resolution = self._resolve(body, st)
+        if resolution.blocking:
+            return False
+        spec = resolution.body["spec"]
         period = max(0.5, self.config.activation_poll_seconds)
         queues = spec_queues(spec)
         try:
@@ -570,7 +640,8 @@ class Controller:
         elif auto is not None:
             st.scaling.last = auto
         problems = (
-            spec_problems(spec, auth_secret(self.kube, spec, ns), self.kube.crd_installed(SERVICE_MONITOR_CRD))
+            ([st.connection_problem] if st.connection_problem is not None else [])
+            + spec_problems(spec, auth_secret(self.kube, spec, ns), self.kube.crd_installed(SERVICE_MONITOR_CRD))
             + list(st.applied.problems)
             + deployment_problems(deployment)
         )

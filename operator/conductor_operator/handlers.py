@@ -23,7 +23,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from conductor_operator import builders
+from conductor_operator import builders, connections
 from conductor_operator.config import Config
 from conductor_operator.controller import Controller
 from conductor_operator.kube import Kube
@@ -32,6 +32,8 @@ from conductor_operator.watched import MANAGED, owner_key, slim_deployment, slim
 log = logging.getLogger(__name__)
 _controller: Controller | None = None
 _executor: ThreadPoolExecutor | None = None  # the threads the per-object loops run their blocking steps on
+_connections: dict[tuple[str, str], dict[str, Any]] = {}  # the ConductorConnections seen (their checks)
+_checker: asyncio.Task | None = None
 
 
 def controller() -> Controller:
@@ -74,9 +76,9 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """kopf's settings and the Controller from the Config main put in the memo (defaults without one)."""
-    global _controller, _executor
+    global _controller, _executor, _checker
     cfg: Config = memo.get("config") or Config()
     # The daemons' finalizer: kopf stops an object's loop before the object goes.
     settings.persistence.finalizer = f"{builders.GROUP}/finalizer"
@@ -89,10 +91,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = cfg.max_workers
     _executor = ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="cw-step")
     _controller = Controller(Kube(load_api_client(cfg), secret_ttl=cfg.secret_ttl_seconds), cfg)
+    _checker = asyncio.get_running_loop().create_task(_check_connections_forever())
 
 
 @kopf.on.cleanup()
-def cleanup(**_: Any) -> None:
+async def cleanup(**_: Any) -> None:
+    if _checker is not None:
+        _checker.cancel()
     if _controller is not None:
         _controller.scraper.close()
         _controller.queues.close()
@@ -138,6 +143,47 @@ async def worker_generations(namespace: str, name: str, body: kopf.Body, **_: An
     handler, not kopf.on.event: kopf logs every on.event call at INFO, one line per watch event."""
     if _controller is not None:
         _controller.spec_changed(namespace, name, (body.get("metadata") or {}).get("generation"))
+
+
+@kopf.index(builders.GROUP, builders.VERSION, connections.PLURAL)
+async def connection_changes(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    """Indexes nothing: a created or changed ConductorConnection wakes the loops of the workers naming it, and
+    a new spec is checked at once (our own status writes leave observedGeneration equal: no check loop)."""
+    if _controller is None:
+        return
+    _controller.connection_changed(namespace, name)
+    connection = plain(body)
+    new = (namespace, name) not in _connections
+    _connections[(namespace, name)] = connection
+    moved = (connection.get("status") or {}).get("observedGeneration") != connection["metadata"].get("generation")
+    if new or moved:
+        asyncio.get_running_loop().create_task(_check(connection))
+
+
+@kopf.on.event(builders.GROUP, builders.VERSION, connections.PLURAL, when=lambda type, **_: type == "DELETED")
+async def connection_deleted(namespace: str, name: str, **_: Any) -> None:
+    _connections.pop((namespace, name), None)
+    if _controller is not None:
+        _controller.connection_changed(namespace, name)
+
+
+async def _check(connection: dict[str, Any]) -> None:
+    try:
+        status = await _step(controller().check_connection, connection)
+        connection["status"] = status
+    except Exception as exc:  # the next round tries again
+        meta = connection["metadata"]
+        log.warning("%s/%s: connection check failed: %s", meta["namespace"], meta["name"], exc)
+
+
+async def _check_connections_forever() -> None:
+    """Every CHECK_SECONDS: can each server be reached with its connection's credentials? The answer is the
+    connection's Ready condition (`kubectl get conductorconnections`). Not a kopf timer: a timer puts a
+    finalizer on every connection, which an uninstalled operator would leave stuck."""
+    while True:
+        await asyncio.sleep(connections.CHECK_SECONDS)
+        for connection in list(_connections.values()):
+            await _check(connection)
 
 
 @kopf.on.event(builders.GROUP, builders.VERSION, builders.PLURAL, when=lambda type, **_: type == "DELETED")

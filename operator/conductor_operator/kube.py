@@ -33,6 +33,7 @@ _PLURALS = {
     "Secret": "secrets",
     "Event": "events",
     "ConductorWorker": PLURAL,
+    "ConductorConnection": "conductorconnections",
 }
 
 
@@ -128,8 +129,8 @@ class Kube:
         path = object_path(api_version, kind, namespace, name)
         return self.request("PATCH", path, patch, "application/merge-patch+json")
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Any:
-        path = object_path(f"{GROUP}/{VERSION}", "ConductorWorker", namespace, name) + "/status"
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any], kind: str = "ConductorWorker") -> Any:
+        path = object_path(f"{GROUP}/{VERSION}", kind, namespace, name) + "/status"
         return self.request("PATCH", path, {"status": status}, "application/merge-patch+json")
 
     def crd_installed(self, name: str, ttl: float = 30.0) -> bool:

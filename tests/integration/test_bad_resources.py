@@ -53,16 +53,22 @@ CASES = [
     ),
     ("unknown-field", {"replicaz": 3}, 'unknown field "spec.replicaz"'),
     ("task-without-name", {"tasks": [{"concurrency": 2}]}, "spec.tasks[0].name: Required value"),
-    ("no-server-url", {"conductor": {}}, "spec.conductor.serverUrl: Required value"),
+    ("no-server-url", {"conductor": {}}, "set exactly one of serverUrl (a server without auth) and connectionRef"),
+    (
+        "url-and-connection",
+        {"conductor": {"serverUrl": "http://127.0.0.1:18080/api", "connectionRef": {"name": "prod"}}},
+        "set exactly one of serverUrl (a server without auth) and connectionRef",
+    ),
+    ("connection-without-name", {"conductor": {"connectionRef": {}}}, "spec.conductor.connectionRef.name: Required"),
     (
         "zero-failure-threshold",
         {"autoscaling": {"fallbackReplicas": 1, "fallback": {"failureThreshold": 0}}},
         "spec.autoscaling.fallback.failureThreshold in body should be greater than or equal to 1",
     ),
-    (
-        "secret-ref-without-name",
-        {"conductor": {"serverUrl": "http://127.0.0.1:18080/api", "authSecretRef": {}}},
-        "spec.conductor.authSecretRef.name: Required value",
+    (  # the confused deputy: a URL of the creator's choosing with a Secret of the namespace
+        "inline-secret",
+        {"conductor": {"serverUrl": "http://127.0.0.1:18080/api", "authSecretRef": {"name": "orkes"}}},
+        "authSecretRef is set on a ConductorConnection (spec.conductor.connectionRef)",
     ),
     # workers of other SDKs (spec.sdk, spec.container); `image: None` drops the python runtime's image
     ("sdk-unknown", {"sdk": "rust"}, 'supported values: "python", "go", "java", "javascript"'),

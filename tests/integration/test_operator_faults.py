@@ -48,8 +48,15 @@ GROUP, VERSION, PLURAL = "conductor.io", "v1alpha1", "conductorworkers"
 
 @pytest.fixture(scope="module")
 def crd(kubectl):
-    kubectl("apply", "-f", str(REPO / "crds" / "conductorworker.yaml"))
-    kubectl("wait", "--for=condition=Established", "crd/conductorworkers.conductor.io", "--timeout=30s")
+    kubectl(
+        "apply",
+        "-f",
+        str(REPO / "crds" / "conductorworker.yaml"),
+        "-f",
+        str(REPO / "crds" / "conductorconnection.yaml"),
+    )
+    for name in ("conductorworkers", "conductorconnections"):
+        kubectl("wait", "--for=condition=Established", f"crd/{name}.conductor.io", "--timeout=30s")
 
 
 def free_port_pair() -> int:
@@ -102,7 +109,13 @@ def plane(stack, kubeconfig, tmp_path_factory) -> Iterator[Plane]:
         kube.start(cfg)
         p = Plane(cfg, stack.kubectl, config.new_client_from_config(config_file=str(cfg.kubeconfig)))
         p.kubectl(
-            "apply", "-f", str(REPO / "crds" / "conductorworker.yaml"), "-f", str(REPO / "crds" / "kopf-peering.yaml")
+            "apply",
+            "-f",
+            str(REPO / "crds" / "conductorworker.yaml"),
+            "-f",
+            str(REPO / "crds" / "conductorconnection.yaml"),
+            "-f",
+            str(REPO / "crds" / "kopf-peering.yaml"),
         )
         p.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=30s")
         yield p

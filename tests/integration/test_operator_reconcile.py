@@ -34,6 +34,14 @@ def cw(name: str, **spec) -> str:
     return yaml.safe_dump(body)
 
 
+def connection(name: str, secret_ref: dict | None = None, url: str = "http://127.0.0.1:18080/api") -> str:
+    """A ConductorConnection to the stack's Conductor (the operator runs on the host), with a Secret."""
+    spec: dict = {"serverUrl": url, **({"authSecretRef": secret_ref} if secret_ref else {})}
+    return yaml.safe_dump(
+        {"apiVersion": "conductor.io/v1alpha1", "kind": "ConductorConnection", "metadata": {"name": name}, "spec": spec}
+    )
+
+
 def get_json(kubectl, *args):
     return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
@@ -69,12 +77,13 @@ def test_apply_creates_deployment_service_and_truthful_status(operator, kubectl,
             data={"id": base64.b64encode(b"key-1").decode(), "sec": base64.b64encode(b"s3cr3t").decode()},
         ),
     )
+    kubectl(
+        "apply", "-n", namespace, "-f", "-",
+        input=connection("orkes-conn", {"name": "orkes", "keyIdKey": "id", "keySecretKey": "sec"}),
+    )  # fmt: skip
     manifest = cw(
         "images",
-        conductor={
-            "serverUrl": "http://127.0.0.1:18080/api",
-            "authSecretRef": {"name": "orkes", "keyIdKey": "id", "keySecretKey": "sec"},
-        },
+        conductor={"connectionRef": {"name": "orkes-conn"}},
         image="example/workers:2",
         modules=["shop.images"],
         tasks=[{"name": "resize", "concurrency": 3, "domain": "eu"}, {"name": "thumb.v2", "pollIntervalMs": 250}],
@@ -336,10 +345,8 @@ def test_metrics_disabled_removes_the_service_and_status_says_queue_depth_only(o
 
 
 def test_degraded_for_missing_secret_then_recovers(operator, kubectl, k8s_api, namespace):
-    kubectl(
-        "apply", "-n", namespace, "-f", "-",
-        input=cw("creds", conductor={"serverUrl": "http://127.0.0.1:18080/api", "authSecretRef": {"name": "missing"}}),
-    )  # fmt: skip
+    kubectl("apply", "-n", namespace, "-f", "-", input=connection("creds-conn", {"name": "missing"}))
+    kubectl("apply", "-n", namespace, "-f", "-", input=cw("creds", conductor={"connectionRef": {"name": "creds-conn"}}))
 
     def degraded(reason):
         def check():

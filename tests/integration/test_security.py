@@ -77,12 +77,19 @@ def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfi
                 metadata=client.V1ObjectMeta(name="orkes-creds"), string_data={"keyId": key_id, "keySecret": key_secret}
             ),
         )
+        conn = {
+            "apiVersion": "conductor.io/v1alpha1",
+            "kind": "ConductorConnection",
+            "metadata": {"name": "orkes"},
+            "spec": {"serverUrl": stack.pod_conductor_url, "authSecretRef": {"name": "orkes-creds"}},
+        }
+        _kubectl(stack, "apply", "-n", ns, "-f", "-", input=yaml.safe_dump(conn))
         cw = {
             "apiVersion": "conductor.io/v1alpha1",
             "kind": "ConductorWorker",
             "metadata": {"name": "secure"},
             "spec": {
-                "conductor": {"serverUrl": stack.pod_conductor_url, "authSecretRef": {"name": "orkes-creds"}},
+                "conductor": {"connectionRef": {"name": "orkes"}},
                 "image": images.DEMO_WORKERS_IMAGE,
                 "modules": ["demo_workers"],
                 "tasks": [{"name": "cwo_demo_price"}],
@@ -123,6 +130,7 @@ def test_secret_values_appear_nowhere_and_pods_run_locked_down(stack: StackConfi
             "operator log": _container_log(stack, operator),
             "events": _kubectl(stack, "get", "events", "-A", "-o", "json"),
             "ConductorWorker": _kubectl(stack, "get", "cw", "secure", "-n", ns, "-o", "json"),
+            "ConductorConnection": _kubectl(stack, "get", "cconn", "orkes", "-n", ns, "-o", "json"),
             "configmaps": _kubectl(stack, "get", "configmaps", "-A", "-o", "json"),
             "deployment": json.dumps(k8s_api.sanitize_for_serialization(dep)),
             "worker /metrics": requests.get(f"http://{worker.status.pod_ip}:8000/metrics", timeout=5).text,

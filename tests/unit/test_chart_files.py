@@ -15,7 +15,7 @@ COPIES = ROOT / "charts" / "conductor-worker-operator" / "files" / "crds"
 SYNC = "run `bash charts/sync-crd.sh` to copy crds/ into the chart"
 
 
-@pytest.mark.parametrize("name", ["conductorworker.yaml", "kopf-peering.yaml"])
+@pytest.mark.parametrize("name", ["conductorworker.yaml", "conductorconnection.yaml", "kopf-peering.yaml"])
 def test_chart_crd_copy_matches_the_source(name):
     source, copy = ROOT / "crds" / name, COPIES / name
     assert copy.is_file(), f"{copy.relative_to(ROOT)} missing: {SYNC}"

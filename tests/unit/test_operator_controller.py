@@ -6,6 +6,7 @@ pin down what it writes (children, status, Events) for each situation without an
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
@@ -76,7 +77,10 @@ class FakeKube:
         obj["metadata"].setdefault("annotations", {}).update(patch["metadata"]["annotations"])
         return obj
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> Any:
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any], kind: str = "ConductorWorker") -> Any:
+        if kind != "ConductorWorker":
+            self.objects[(kind, namespace, name)]["status"] = copy.deepcopy(status)
+            return status
         self.status_patches.append(copy.deepcopy(status))
         return status
 
@@ -108,15 +112,18 @@ def api_error(status: int, reason: str, message: str) -> ApiException:
 
 
 class FakeQueues:
-    """QueueDepthSource stand-in: depths per queue key, or an error for every read."""
+    """QueueDepthSource stand-in: depths per queue key, or an error for every read; records who was asked
+    with which credentials."""
 
     def __init__(self, depths: dict[str, int] | None = None) -> None:
         self.depths_by_queue = depths or {}
         self.error: Exception | None = None
         self.calls = 0
+        self.asked: list[tuple[str, str | None, str | None]] = []
 
     def depths(self, url, queues, max_age, key_id=None, key_secret=None, now=None) -> dict[str, int]:
         self.calls += 1
+        self.asked.append((url, key_id, key_secret))
         if self.error is not None:
             raise self.error
         return {(f"{d}:{t}" if d else t): self.depths_by_queue.get(f"{d}:{t}" if d else t, 0) for t, d in queues}
@@ -723,3 +730,75 @@ def test_the_grace_period_follows_the_response_timeouts_unless_the_spec_sets_one
     cw["metadata"]["generation"] = 2
     ctl.reconcile(cw)
     assert grace() == 20
+
+
+# -- ConductorConnections (the operator sends a Secret only to its connection's server) ---------------
+
+
+def connection(name: str = "prod", url: str = "https://conductor.example/api", secret: str | None = "orkes-key"):
+    spec: dict[str, Any] = {"serverUrl": url}
+    if secret:
+        spec["authSecretRef"] = {"name": secret, "keyIdKey": "keyId", "keySecretKey": "keySecret"}
+    return {"metadata": {"name": name, "namespace": NS, "generation": 1}, "spec": spec}
+
+
+KEY = {"keyId": base64.b64encode(b"id-1").decode(), "keySecret": base64.b64encode(b"s3cret").decode()}
+
+
+def env_of(kube: FakeKube) -> dict[str, Any]:
+    container = kube.deployment()["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_a_worker_naming_a_connection_gets_its_server_and_secret_and_only_that_server_gets_the_key(world):
+    kube, queues, _, _, ctl = world
+    kube.objects[("ConductorConnection", NS, "prod")] = connection()
+    kube.secrets["orkes-key"] = KEY
+    cw = body(conductor={"connectionRef": {"name": "prod"}}, autoscaling=autoscaling())
+    ctl.autoscale(cw, force=True)
+    env = env_of(kube)
+    assert env["CONDUCTOR_SERVER_URL"] == "https://conductor.example/api"
+    assert env["CONDUCTOR_AUTH_KEY"] == {"secretKeyRef": {"name": "orkes-key", "key": "keyId"}}
+    assert queues.asked == [("https://conductor.example/api", "id-1", "s3cret")]
+    assert cond(last_status(kube), "Degraded")["status"] == "False"
+
+
+def test_an_inline_secret_is_never_sent_nor_given_to_the_pods(world):
+    """What a tenant who may not read Secrets would try: their own URL and the namespace's Secret."""
+    kube, queues, _, _, ctl = world
+    kube.secrets["orkes-key"] = KEY
+    cw = body(
+        conductor={"serverUrl": "http://attacker.example/api", "authSecretRef": {"name": "orkes-key"}},
+        autoscaling=autoscaling(),
+    )
+    ctl.autoscale(cw, force=True)
+    assert queues.asked == [("http://attacker.example/api", None, None)]  # no credentials with the request
+    assert "CONDUCTOR_AUTH_KEY" not in env_of(kube) and "CONDUCTOR_AUTH_SECRET" not in env_of(kube)
+    status = last_status(kube)
+    assert cond(status, "Degraded")["reason"] == "InlineCredentials"
+    assert ("Warning", "InlineCredentials") in [(t, r) for t, r, _ in kube.events]
+
+
+def test_a_missing_connection_blocks_the_worker_until_it_exists(world):
+    kube, queues, _, _, ctl = world
+    cw = body(conductor={"connectionRef": {"name": "prod"}}, autoscaling=autoscaling())
+    ctl.autoscale(cw, force=True)
+    assert kube.deployment() is None and queues.calls == 0
+    degraded = cond(last_status(kube), "Degraded")
+    assert degraded["reason"] == "ConnectionNotFound" and "'prod'" in degraded["message"]
+    kube.objects[("ConductorConnection", NS, "prod")] = connection(secret=None)
+    ctl.autoscale(cw, force=True)  # within the cache's 10 s: still unknown ...
+    assert kube.deployment() is None
+    ctl.connection_changed(NS, "prod")  # ... until its watch event clears it
+    ctl.autoscale(cw, force=True)
+    assert env_of(kube)["CONDUCTOR_SERVER_URL"] == "https://conductor.example/api"
+    assert queues.asked == [("https://conductor.example/api", None, None)]
+
+
+def test_a_connection_check_writes_a_ready_condition_without_the_reply(world, monkeypatch):
+    kube, _, _, _, ctl = world
+    kube.objects[("ConductorConnection", NS, "prod")] = conn = connection(secret="missing")
+    status = ctl.check_connection(conn)
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("False", "SecretUnusable")
+    assert kube.objects[("ConductorConnection", NS, "prod")]["status"] == status

@@ -97,6 +97,13 @@ metadata:
 - apiGroups: ["conductor.io"]
   resources: ["conductorworkers/status"]
   verbs: ["get", "patch"]
+# ConductorConnections: watched (a change wakes the workers naming one), their Ready condition written.
+- apiGroups: ["conductor.io"]
+  resources: ["conductorconnections"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["conductor.io"]
+  resources: ["conductorconnections/status"]
+  verbs: ["patch"]
 # The children's ownerReferences set blockOwnerDeletion; with the OwnerReferencesPermissionEnforcement
 # admission plugin the API server then requires update on the owner's finalizers.
 - apiGroups: ["conductor.io"]
@@ -113,7 +120,7 @@ metadata:
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "patch"]
-# Only to check that spec.conductor.authSecretRef exists and read the Orkes key for queue-depth calls.
+# Only the Secret a ConductorConnection names: to check it exists and to call that connection's server.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
