@@ -430,6 +430,8 @@ NAMESPACE_RULES = [
         "verbs": ["get", "list", "watch", "patch", "update"],
     },
     {"apiGroups": ["conductor.io"], "resources": ["conductorworkers/status"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": ["conductor.io"], "resources": ["conductorconnections"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["conductor.io"], "resources": ["conductorconnections/status"], "verbs": ["patch"]},
     {
         "apiGroups": ["apps"],
         "resources": ["deployments"],
