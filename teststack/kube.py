@@ -8,6 +8,7 @@ collection behave as in a cluster; `teststack.node` adds the scheduler and a rea
 from __future__ import annotations
 
 import fcntl
+import json
 import shutil
 import ssl
 import subprocess
@@ -172,8 +173,41 @@ def _binary(cfg: StackConfig, name: str) -> str:
     return str(path)
 
 
+# What the API server's audit log keeps: the requests of ServiceAccounts (the operator in a pod, KEDA),
+# their verb, resource and answer only (Metadata level: no bodies, so no Secret values). The tests compare
+# the verbs the operator was seen using with the ones its chart grants (audit_requests).
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
+
+
+def audit_log(cfg: StackConfig) -> Path:
+    return cfg.run_dir / "audit.log"
+
+
+def audit_requests(cfg: StackConfig, username: str) -> list[dict]:
+    """The audit events (ResponseComplete) of one user, oldest first: verb, objectRef, responseStatus."""
+    path = audit_log(cfg)
+    found: list[dict] = []
+    for name in sorted(path.parent.glob(path.name + "*"), key=lambda p: p.stat().st_mtime):
+        for line in name.read_text(errors="replace").splitlines():
+            if username not in line:
+                continue
+            event = json.loads(line)
+            if event.get("stage") == "ResponseComplete" and (event.get("user") or {}).get("username") == username:
+                found.append(event)
+    return found
+
+
 def _apiserver_argv(cfg: StackConfig, binary: str, pki: Path) -> list[str]:
     run = cfg.run_dir
+    policy = run / "audit-policy.yaml"
+    policy.write_text(AUDIT_POLICY)
     return [
         binary,
         f"--etcd-servers=http://127.0.0.1:{cfg.etcd_port}",
@@ -209,6 +243,10 @@ def _apiserver_argv(cfg: StackConfig, binary: str, pki: Path) -> list[str]:
         f"--proxy-client-cert-file={pki / f'{FRONT_PROXY_CLIENT}.crt'}",
         f"--proxy-client-key-file={pki / f'{FRONT_PROXY_CLIENT}.key'}",
         "--enable-aggregator-routing=true",
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={audit_log(cfg)}",
+        "--audit-log-maxsize=100",
+        "--audit-log-maxbackup=2",
     ]
 
 

@@ -216,20 +216,24 @@ def test_default_render(helm, monkeypatch):
         assert labels["app.kubernetes.io/version"] == "0.1.0"
 
 
-def test_crd_is_the_one_of_crds_dir_with_keep_policy(helm):
-    source = yaml.safe_load((ROOT / "crds" / "conductorworker.yaml").read_text())
-    (crd,) = by_kind(render(helm), "CustomResourceDefinition")
-    assert crd["spec"] == source["spec"] and crd["metadata"]["name"] == source["metadata"]["name"]
-    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-    assert source["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
+def test_crds_are_the_ones_of_crds_dir_with_keep_policy(helm):
+    sources = [
+        yaml.safe_load((ROOT / "crds" / f).read_text()) for f in ("conductorworker.yaml", "conductorconnection.yaml")
+    ]
+    crds = by_kind(render(helm), "CustomResourceDefinition")
+    assert [c["metadata"]["name"] for c in crds] == [s["metadata"]["name"] for s in sources]
+    for crd, source in zip(crds, sources, strict=True):
+        assert crd["spec"] == source["spec"]
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert source["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
 
-    (crd,) = by_kind(render(helm, "--set", "crds.keep=false"), "CustomResourceDefinition")
-    assert "annotations" not in crd["metadata"]
+    for crd in by_kind(render(helm, "--set", "crds.keep=false"), "CustomResourceDefinition"):
+        assert "annotations" not in crd["metadata"]
     assert not by_kind(render(helm, "--set", "crds.install=false"), "CustomResourceDefinition")
 
     peering = by_kind(render(helm, "--set", "peering.enabled=true"), "CustomResourceDefinition")
-    sources = [d for d in yaml.safe_load_all((ROOT / "crds" / "kopf-peering.yaml").read_text()) if d]
-    assert [c["spec"] for c in peering[1:]] == [s["spec"] for s in sources]
+    kopf = [d for d in yaml.safe_load_all((ROOT / "crds" / "kopf-peering.yaml").read_text()) if d]
+    assert [c["spec"] for c in peering[2:]] == [s["spec"] for s in kopf]
 
 
 def test_namespaced_rbac_with_two_watch_namespaces(helm):
@@ -311,6 +315,8 @@ def test_install_grants_exactly_what_the_operator_needs_and_uninstall_leaves_not
             ("patch", "conductorworkers.conductor.io", ns_a),
             ("patch", "conductorworkers.conductor.io/status", ns_a),
             ("update", "conductorworkers.conductor.io/finalizers", ns_a),  # blockOwnerDeletion
+            ("watch", "conductorconnections.conductor.io", ns_a),
+            ("patch", "conductorconnections.conductor.io/status", ns_a),  # its Ready condition
             ("create", "deployments.apps", ns_a),
             ("patch", "deployments.apps", ns_a),
             ("delete", "poddisruptionbudgets.policy", ns_a),
@@ -338,6 +344,9 @@ def test_install_grants_exactly_what_the_operator_needs_and_uninstall_leaves_not
             ("patch", "deployments.apps", namespace),  # its own namespace is not watched either
             # verbs the operator never uses (it writes with PATCH and lists none of these)
             ("update", "deployments.apps", ns_a),
+            ("delete", "deployments.apps", ns_a),  # the garbage collector deletes them with their owner
+            ("create", "conductorconnections.conductor.io", ns_a),  # users name servers and Secrets, not it
+            ("patch", "conductorconnections.conductor.io", ns_a),
             ("update", "conductorworkers.conductor.io", ns_a),
             ("list", "services", ns_a),
             ("watch", "poddisruptionbudgets.policy", ns_a),
@@ -362,6 +371,9 @@ def test_install_grants_exactly_what_the_operator_needs_and_uninstall_leaves_not
             ("bob", "watch", cw, ns_a, True),
             ("bob", "create", cw, ns_a, False),
             ("bob", "patch", cw, ns_a, False),
+            ("alice", "create", "conductorconnections.conductor.io", ns_a, True),  # edit may read Secrets too
+            ("bob", "list", "conductorconnections.conductor.io", ns_a, True),
+            ("bob", "create", "conductorconnections.conductor.io", ns_a, False),
         ]
         wrong = [u for u in users if can_i(kubectl, u[0], *u[1:4]) != u[4]]
         kubectl(

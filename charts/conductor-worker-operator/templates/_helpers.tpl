@@ -109,10 +109,11 @@ metadata:
 - apiGroups: ["conductor.io"]
   resources: ["conductorworkers/finalizers"]
   verbs: ["update"]
-# The children, applied server-side (an apply that creates needs create too).
+# The children, applied server-side (an apply that creates needs create too). A Deployment is never
+# deleted by the operator: the garbage collector removes it with its ConductorWorker.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["", "policy", "monitoring.coreos.com"]
   resources: ["services", "poddisruptionbudgets", "servicemonitors"]
   verbs: ["create", "patch", "delete"]
