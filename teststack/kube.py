@@ -21,6 +21,7 @@ from teststack.config import StackConfig
 from teststack.netsetup import KUBERNETES_VIP, SERVICE_CIDR
 
 ETCD, APISERVER, CONTROLLER_MANAGER = "etcd", "kube-apiserver", "kube-controller-manager"
+ETCD_CLIENT = "etcd-apiserver-client"  # the one client etcd accepts
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 FRONT_PROXY_CLIENT = "front-proxy-client"  # the CN aggregated API servers accept proxied requests from
 
@@ -70,7 +71,7 @@ def ensure_pki(cfg: StackConfig) -> Path:
     """CA, serving cert, admin client cert (system:masters), the service-account key pair and the
     aggregation layer's front-proxy CA and client cert (each generated if missing)."""
     pki = cfg.run_dir / "pki"
-    if (pki / "admin.crt").exists() and (pki / f"{FRONT_PROXY_CLIENT}.crt").exists():
+    if all((pki / f"{name}.crt").exists() for name in ("admin", FRONT_PROXY_CLIENT, ETCD_CLIENT)):
         return pki
     if not shutil.which("openssl"):
         raise procs.StackError("openssl is missing: run `bash scripts/setup.sh` (apt-get install openssl)")
@@ -82,6 +83,8 @@ def ensure_pki(cfg: StackConfig) -> Path:
             _base_pki(pki)
         if not (pki / f"{FRONT_PROXY_CLIENT}.crt").exists():
             _front_proxy_pki(pki)
+        if not (pki / f"{ETCD_CLIENT}.crt").exists():
+            _etcd_pki(pki)
     return pki
 
 
@@ -120,6 +123,27 @@ def _front_proxy_pki(pki: Path) -> None:
         "extendedKeyUsage=clientAuth\n",
         ca="front-proxy-ca",
     )
+
+
+def _etcd_pki(pki: Path) -> None:
+    """etcd's own CA, its serving (and peer) cert and the API server's client cert: etcd answers only a
+    client with a cert of this CA, so no other local user or process reads or writes the cluster's data.
+    A CA apart from the cluster's, as kubeadm does, so that no Kubernetes client cert opens etcd."""
+    _ca(pki, "etcd-ca", "/CN=cwo-etcd-ca")
+    cert(
+        pki,
+        "etcd-server",
+        "/CN=cwo-etcd",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
+        ca="etcd-ca",
+    )
+    cert(pki, ETCD_CLIENT, f"/CN={ETCD_CLIENT}", "extendedKeyUsage=clientAuth\n", ca="etcd-ca")
+
+
+def _etcd_context(pki: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(pki / "etcd-ca.crt"))
+    ctx.load_cert_chain(str(pki / f"{ETCD_CLIENT}.crt"), str(pki / f"{ETCD_CLIENT}.key"))
+    return ctx
 
 
 def write_kubeconfig(cfg: StackConfig, pki: Path, path: Path | None = None, user: str = "admin") -> Path:
@@ -210,7 +234,10 @@ def _apiserver_argv(cfg: StackConfig, binary: str, pki: Path) -> list[str]:
     policy.write_text(AUDIT_POLICY)
     return [
         binary,
-        f"--etcd-servers=http://127.0.0.1:{cfg.etcd_port}",
+        f"--etcd-servers=https://127.0.0.1:{cfg.etcd_port}",
+        f"--etcd-cafile={pki / 'etcd-ca.crt'}",
+        f"--etcd-certfile={pki / f'{ETCD_CLIENT}.crt'}",
+        f"--etcd-keyfile={pki / f'{ETCD_CLIENT}.key'}",
         f"--secure-port={cfg.apiserver_port}",
         "--bind-address=127.0.0.1",
         "--advertise-address=127.0.0.1",
@@ -259,7 +286,7 @@ def start(cfg: StackConfig, timeout: float = 120) -> Path:
         return kubeconfig
     stop(cfg)
     run = cfg.run_dir
-    etcd_url = f"http://127.0.0.1:{cfg.etcd_port}"
+    etcd_url = f"https://127.0.0.1:{cfg.etcd_port}"
     data = run / "etcd-data"
     shutil.rmtree(data, ignore_errors=True)
     pid = procs.start(
@@ -274,13 +301,32 @@ def start(cfg: StackConfig, timeout: float = 120) -> Path:
             "--advertise-client-urls",
             etcd_url,
             "--listen-peer-urls",
-            f"http://127.0.0.1:{cfg.etcd_port + 1}",
+            f"https://127.0.0.1:{cfg.etcd_port + 1}",
+            "--initial-advertise-peer-urls",
+            f"https://127.0.0.1:{cfg.etcd_port + 1}",
+            "--initial-cluster",
+            f"default=https://127.0.0.1:{cfg.etcd_port + 1}",
+            # TLS with client certificates on both ports: without them any local user owns the cluster.
+            "--cert-file",
+            str(pki / "etcd-server.crt"),
+            "--key-file",
+            str(pki / "etcd-server.key"),
+            "--trusted-ca-file",
+            str(pki / "etcd-ca.crt"),
+            "--client-cert-auth",
+            "--peer-cert-file",
+            str(pki / "etcd-server.crt"),
+            "--peer-key-file",
+            str(pki / "etcd-server.key"),
+            "--peer-trusted-ca-file",
+            str(pki / "etcd-ca.crt"),
+            "--peer-client-cert-auth",
             "--unsafe-no-fsync",
             "--log-level",
             "warn",
         ],
     )
-    procs.wait_until(ETCD, lambda: _get(f"{etcd_url}/health"), 30, run, pid)
+    procs.wait_until(ETCD, lambda: _get(f"{etcd_url}/health", _etcd_context(pki)), 30, run, pid)
 
     pid = procs.start(run, APISERVER, _apiserver_argv(cfg, binaries[APISERVER], pki))
     procs.wait_until(APISERVER, lambda: healthy(cfg), timeout, run, pid)

@@ -146,3 +146,38 @@ def test_controller_manager_creates_replicaset_and_pods_then_garbage_collects(k8
     apps.delete_namespaced_deployment("smoke", namespace, propagation_policy="Background")
     _wait(lambda: not apps.list_namespaced_replica_set(namespace).items, 60, "ReplicaSet collected")
     _wait(lambda: not core.list_namespaced_pod(namespace).items, 60, "Pods collected")
+
+
+def _etcd_health(url: str, pki, cert: str | None) -> int:
+    """etcd's /health status with a client cert of `pki` (None: without one); raises when refused."""
+    import ssl
+    import urllib.request
+
+    ctx = None
+    if url.startswith("https"):
+        ctx = ssl.create_default_context(cafile=str(pki / "etcd-ca.crt"))
+        if cert:
+            ctx.load_cert_chain(str(pki / f"{cert}.crt"), str(pki / f"{cert}.key"))
+    with urllib.request.urlopen(url, timeout=3, context=ctx) as resp:
+        return resp.status
+
+
+def test_etcd_answers_only_the_api_servers_client_certificate(stack, kubeconfig):
+    """etcd holds the cluster's every object and Secret: on a user's machine no other local user or process
+    may read it. Only the API server's client cert (of etcd's own CA) gets an answer."""
+    from teststack import kube
+
+    pki, port = stack.run_dir / "pki", stack.etcd_port
+    assert _etcd_health(f"https://127.0.0.1:{port}/health", pki, kube.ETCD_CLIENT) == 200
+    refused = []
+    for url, cert in (
+        (f"https://127.0.0.1:{port}/health", None),  # no client cert
+        (f"https://127.0.0.1:{port}/health", "admin"),  # the cluster's admin cert: another CA
+        (f"http://127.0.0.1:{port}/health", None),  # plain HTTP
+        (f"https://127.0.0.1:{port + 1}/members", None),  # the peer port
+    ):
+        try:
+            _etcd_health(url, pki, cert)
+        except Exception as exc:  # SSL alert, reset or disconnect: refused in every form
+            refused.append((url, cert, type(exc).__name__))
+    assert len(refused) == 4, refused
