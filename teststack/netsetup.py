@@ -9,19 +9,24 @@ Service range routes into the bridge, so no packet of the stack leaves the machi
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from teststack import procs
 
 BRIDGE = "cwo0"
-POD_CIDR = "10.89.0.0/16"  # podman's own default bridge uses 10.88.0.0/16
-BRIDGE_IP = "10.89.0.1"
-SERVICE_CIDR = "10.0.0.0/24"
-KUBERNETES_VIP = "10.0.0.1"
+# Both ranges must overlap no route of the host (`up` checks, and names the variable that moves them).
+POD_CIDR = os.environ.get("CWO_POD_CIDR", "10.89.0.0/16")  # podman's own default bridge uses 10.88.0.0/16
+SERVICE_CIDR = os.environ.get("CWO_SERVICE_CIDR", "10.0.0.0/24")
+BRIDGE_IP = str(next(ipaddress.ip_network(POD_CIDR).hosts()))
+KUBERNETES_VIP = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
+RANGES = {"CWO_POD_CIDR": POD_CIDR, "CWO_SERVICE_CIDR": SERVICE_CIDR}
 NAT_CHAIN, FORWARD_CHAIN = "CWO-DNAT", "CWO-FORWARD"
 # Chains the kubelet creates on its own (and never removes).
 KUBELET_CHAINS = {
@@ -82,9 +87,36 @@ def write_cni_config(conf_dir: Path, ipam_dir: Path) -> None:
     (conf_dir / "10-cwo.conflist").write_text(json.dumps(conflist, indent=2))
 
 
+def clashes(routes: Iterable[str], ranges: dict[str, str] = RANGES, bridge: str = BRIDGE) -> list[str]:
+    """The host routes (`ip -4 route show` lines) that overlap the stack's ranges, as messages naming the
+    variable that moves the range. Why: a route of the stack's bridge for a range the host already reaches
+    elsewhere (a cloud VPC, the VM's own subnet, a VPN) would send that traffic into the bridge. The
+    default route overlaps everything and is no clash: a more specific route wins over it."""
+    found = []
+    for line in routes:
+        parts = line.split()
+        if not parts or parts[0] == "default" or f"dev {bridge}" in line:
+            continue
+        try:
+            dst = ipaddress.ip_network(parts[0], strict=False)
+        except ValueError:
+            continue
+        dev = parts[parts.index("dev") + 1] if "dev" in parts[:-1] else "?"
+        for var, cidr in ranges.items():
+            if dst.overlaps(ipaddress.ip_network(cidr)):
+                found.append(
+                    f"{cidr} ({var}) overlaps the host's route {parts[0]} via {dev}: set {var} to a free range"
+                )
+    return found
+
+
 def up(run_dir: Path, conductor_port: int, apiserver_port: int) -> None:
-    """The bridge, its routes and the NAT/forward rules; the host's previous settings go to run_dir."""
+    """The bridge, its routes and the NAT/forward rules; the host's previous settings go to run_dir.
+    Nothing of the host's routing is replaced: a range that overlaps a host route stops here."""
     require_tools()
+    clash = clashes(_run("ip", "-4", "route", "show").stdout.splitlines())
+    if clash:
+        raise procs.StackError("the stack's network would take over host routes: " + "; ".join(clash))
     saved = run_dir / "sysctl.before.json"
     if not saved.exists():
         saved.write_text(json.dumps({"net.ipv4.ip_forward": _sysctl("net.ipv4.ip_forward")}))
@@ -93,7 +125,8 @@ def up(run_dir: Path, conductor_port: int, apiserver_port: int) -> None:
     if BRIDGE_IP not in _run("ip", "-4", "addr", "show", BRIDGE).stdout:
         _run("ip", "addr", "add", f"{BRIDGE_IP}/16", "dev", BRIDGE)
     _run("ip", "link", "set", BRIDGE, "up")
-    _run("ip", "route", "replace", SERVICE_CIDR, "dev", BRIDGE)
+    if SERVICE_CIDR not in _run("ip", "-4", "route", "show", "dev", BRIDGE).stdout:
+        _run("ip", "route", "add", SERVICE_CIDR, "dev", BRIDGE)  # removed with the bridge on down
     _sysctl(f"net.ipv4.conf.{BRIDGE}.route_localnet", "1")
     _sysctl("net.ipv4.ip_forward", "1")  # the bridge plugin's gateway mode needs it; restored on down
     _flush_rules()

@@ -10,6 +10,7 @@ chains, the bridge), so `down` leaves the machine as `up` found it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -260,14 +261,60 @@ def _node_ready(kubeconfig: Path) -> bool:
 
 
 def _record_host_paths(cfg: StackConfig) -> None:
-    """Which kubelet host paths existed before the first up (those are left alone on down)."""
+    """Which kubelet host paths and kubepods cgroups existed before the first up (left alone on down)."""
     record = cfg.run_dir / "host-paths.before"
     if not record.exists():
         record.write_text("\n".join(str(p) for p in HOST_PATHS if p.exists()))
-    netns = cfg.run_dir / "netns.before"
-    if not netns.exists():
-        names = [p.name for p in Path("/run/netns").glob("*")] if Path("/run/netns").is_dir() else []
-        netns.write_text("\n".join(names))
+    cgroups = cfg.run_dir / "cgroups.before"
+    if not cgroups.exists():
+        cgroups.write_text("\n".join(str(p) for p in _qos_cgroups() if p.exists()))
+
+
+def _qos_cgroups() -> list[Path]:
+    """The kubelet's kubepods hierarchy tops (cgroupfs driver), deepest first: they are shared by every
+    kubelet of the host, so down removes them only when empty and made by this stack."""
+    tops = sorted(CGROUP_ROOT.glob("*/kubepods"))
+    return [t / qos for t in tops for qos in ("besteffort", "burstable")] + tops
+
+
+def bundle_resources(spec: dict) -> tuple[str | None, str | None]:
+    """(network namespace path, cgroups path) of one of this containerd's task bundles (its OCI spec)."""
+    linux = spec.get("linux") or {}
+    netns = next((n.get("path") for n in linux.get("namespaces") or [] if n.get("type") == "network"), None)
+    return (netns if netns and netns.startswith(("/var/run/netns/", "/run/netns/")) else None), linux.get("cgroupsPath")
+
+
+def _record_ours(cfg: StackConfig) -> dict[str, list[str]]:
+    """The network namespaces and pod cgroups this stack's containers use, read from its own containerd's
+    task bundles and its kubelet's pod directories (on disk: known after a crash too), added to a record
+    in run_dir, so that down removes those and nothing of another runtime or kubelet on the host."""
+    record = cfg.run_dir / "ours.json"
+    ours = json.loads(record.read_text()) if record.exists() else {"netns": [], "pods": []}
+    netns, pods = set(ours["netns"]), set(ours["pods"])
+    d = _dirs(cfg)
+    for bundle in d["containerd_state"].glob("state/io.containerd.runtime.v2.task/k8s.io/*/config.json"):
+        with contextlib.suppress(OSError, ValueError):
+            path, cgroup = bundle_resources(json.loads(bundle.read_text()))
+            if path:
+                netns.add(Path(path).name)
+            pod = next((part for part in (cgroup or "").split("/") if part.startswith("pod")), None)
+            if pod:
+                pods.add(pod)
+    pod_dirs = d["kubelet_root"] / "pods"
+    if pod_dirs.is_dir():
+        pods.update(f"pod{p.name}" for p in pod_dirs.iterdir())
+    ours = {"netns": sorted(netns), "pods": sorted(pods)}
+    record.write_text(json.dumps(ours))
+    return ours
+
+
+def _pod_cgroups(pods: list[str]) -> list[Path]:
+    """The cgroup directories of these pods (pod<uid>) in every controller, deepest first."""
+    found: list[Path] = []
+    for pod in pods:
+        for top in (*CGROUP_ROOT.glob(f"*/kubepods/{pod}"), *CGROUP_ROOT.glob(f"*/kubepods/*/{pod}")):
+            found += [p for p in top.rglob("*") if p.is_dir()] + [top]
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
 
 
 def _drain(cfg: StackConfig, kubeconfig: Path, timeout: float = 60) -> None:
@@ -306,24 +353,24 @@ def _unmount_under(*roots: Path) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
-def _remove_cgroups() -> None:
-    """The kubelet's kubepods hierarchy (cgroupfs driver) in every controller, deepest first."""
-    for top in CGROUP_ROOT.glob("*/kubepods"):
-        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+def _remove_cgroups(cfg: StackConfig, pods: list[str]) -> None:
+    """This stack's pod cgroups, then the kubepods tops it made if they are empty (rmdir refuses others)."""
+    for path in _pod_cgroups(pods):
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    before = cfg.run_dir / "cgroups.before"
+    existed = set(before.read_text().split()) if before.exists() else set()
+    for path in _qos_cgroups():
+        if str(path) not in existed:
             with contextlib.suppress(OSError):
                 path.rmdir()
-        with contextlib.suppress(OSError):
-            top.rmdir()
 
 
-def _remove_netns(cfg: StackConfig) -> None:
-    """Network namespaces of this stack's sandboxes (named by containerd's CRI plugin)."""
-    before = (cfg.run_dir / "netns.before").read_text().split() if (cfg.run_dir / "netns.before").exists() else []
-    netns = Path("/run/netns")
-    if not netns.is_dir():
-        return
-    for ns in netns.glob("cni-*"):
-        if ns.name not in before:
+def _remove_netns(names: list[str]) -> None:
+    """This stack's sandboxes' network namespaces (named by its containerd's CRI plugin)."""
+    for name in names:
+        ns = Path("/run/netns") / name
+        if ns.exists():
             subprocess.run(["umount", "-l", str(ns)], capture_output=True, check=False)
             with contextlib.suppress(OSError):
                 ns.unlink()
@@ -331,6 +378,7 @@ def _remove_netns(cfg: StackConfig) -> None:
 
 def stop(cfg: StackConfig) -> None:
     """Drain, stop the node's processes, then sweep everything they left on the host."""
+    _record_ours(cfg)
     procs.stop(cfg.run_dir, SCHEDULER)
     with contextlib.suppress(Exception):
         _drain(cfg, cfg.kubeconfig)
@@ -346,13 +394,14 @@ def sweep(cfg: StackConfig) -> None:
     """Remove what a node leaves on the host once its processes are gone: also after a run that was
     killed without `down` (its containers keep running without their shims until killed here)."""
     d = _dirs(cfg)
+    ours = _record_ours(cfg)
     for pid in _processes_mentioning(str(d["containerd_state"])):  # shims outlive containerd
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    _kill_pod_processes()
+    _kill_pod_processes(ours["pods"])
     _unmount_under(d["kubelet_root"], d["containerd_state"], d["containerd_root"])
-    _remove_netns(cfg)
-    _remove_cgroups()
+    _remove_netns(ours["netns"])
+    _remove_cgroups(cfg, ours["pods"])
     netsetup.down(cfg.run_dir)
     before = (
         (cfg.run_dir / "host-paths.before").read_text().split() if (cfg.run_dir / "host-paths.before").exists() else []
@@ -360,24 +409,23 @@ def sweep(cfg: StackConfig) -> None:
     for path in HOST_PATHS:
         if str(path) not in before and path.exists():
             shutil.rmtree(path, ignore_errors=True)
-    for path in (cfg.run_dir / "host-paths.before", cfg.run_dir / "netns.before"):
+    for path in (cfg.run_dir / "host-paths.before", cfg.run_dir / "cgroups.before", cfg.run_dir / "ours.json"):
         path.unlink(missing_ok=True)
     shutil.rmtree(d["containerd_state"], ignore_errors=True)
     shutil.rmtree(d["kubelet_root"], ignore_errors=True)
     shutil.rmtree(d["cni_ipam"], ignore_errors=True)
 
 
-def _kill_pod_processes() -> None:
-    """SIGKILL every process still in a pod's cgroup (a container outlives a killed shim)."""
-    for procs_file in CGROUP_ROOT.glob("*/kubepods/**/cgroup.procs"):
+def _kill_pod_processes(pods: list[str]) -> None:
+    """SIGKILL every process still in one of this stack's pod cgroups (a container outlives a killed shim)."""
+    files = [p / "cgroup.procs" for p in _pod_cgroups(pods)]
+    for procs_file in files:
         with contextlib.suppress(OSError):
             for pid in procs_file.read_text().split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(
-        f.read_text().strip() for f in CGROUP_ROOT.glob("*/kubepods/**/cgroup.procs") if f.exists()
-    ):
+    while time.monotonic() < deadline and any(f.read_text().strip() for f in files if f.exists()):
         time.sleep(0.1)
 
 

@@ -7,11 +7,13 @@ rule or chain, cgroup or kubelet host path of the stack is left, and the sysctls
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -97,6 +99,25 @@ def _stack(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return proc
 
 
+def _stranger_in_kubepods() -> tuple[subprocess.Popen, Path]:
+    """A process in a pod cgroup of the kubepods hierarchy that no pod of the stack owns (as another
+    kubelet of the host would have it)."""
+    top = next(p for p in sorted(Path("/sys/fs/cgroup").glob("*/kubepods")) if (p / "cgroup.procs").exists())
+    cgroup = top / "besteffort" / f"pod{uuid.uuid4()}"
+    cgroup.mkdir(parents=True)
+    process = subprocess.Popen(["sleep", "600"])
+    (cgroup / "cgroup.procs").write_text(str(process.pid))
+    return process, cgroup
+
+
+def _remove_stranger(process: subprocess.Popen, cgroup: Path) -> None:
+    process.kill()
+    process.wait(10)
+    for path in (cgroup, cgroup.parent, cgroup.parent.parent):  # and the kubepods dirs the stack made
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 def test_up_down_twice_leaves_the_host_as_it_was(stack: StackConfig, kubectl) -> None:
     _stack("down")
     baseline = host_state(stack)
@@ -113,6 +134,12 @@ def test_up_down_twice_leaves_the_host_as_it_was(stack: StackConfig, kubectl) ->
         kubectl("wait", "pod/probe", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=90s")
         assert "conductor-worker" in kubectl("logs", "probe").stdout
         assert _processes(stack), "the stack's processes are seen (the check itself works)"
+        stranger = _stranger_in_kubepods() if cycle == 1 else None
         _stack("down")
+        if stranger is not None:  # another kubelet's pod on the same host: down leaves it alone
+            process, cgroup = stranger
+            assert process.poll() is None, "down killed a process of a pod that is not the stack's"
+            assert cgroup.is_dir(), "down removed a pod cgroup that is not the stack's"
+            _remove_stranger(process, cgroup)
         changes = _diff(baseline, host_state(stack))
         assert changes == {}, f"cycle {cycle}: the stack left behind {json.dumps(changes, indent=1)}"
