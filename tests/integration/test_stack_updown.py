@@ -2,7 +2,7 @@
 
 Runs last (it takes the whole stack down): what the host looks like with no stack is recorded, then two
 up/down cycles each end in exactly that state: no process, mount, network link or namespace, iptables
-rule or chain, cgroup or kubelet host path of the stack is left, and the sysctls are restored.
+rule or chain, route, cgroup or kubelet host path of the stack is left, and the sysctls are restored.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def host_state(cfg: StackConfig) -> dict[str, object]:
         "processes": sorted(_processes(cfg)),
         "mounts": mounts,
         "links": sorted(re.findall(r"^\d+: ([^:@]+)", _run("ip", "-o", "link"), flags=re.M)),
+        "routes": sorted(_run("ip", "-4", "route", "show").splitlines()),
         "netns": sorted(_run("ip", "netns", "list").split()),
         "iptables": _iptables("iptables"),
         "ip6tables": _iptables("ip6tables"),
