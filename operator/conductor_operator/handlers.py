@@ -151,9 +151,11 @@ async def connection_changes(namespace: str, name: str, body: kopf.Body, **_: An
     a new spec is checked at once (our own status writes leave observedGeneration equal: no check loop)."""
     if _controller is None:
         return
-    _controller.connection_changed(namespace, name)
     connection = plain(body)
-    new = (namespace, name) not in _connections
+    known = _connections.get((namespace, name))
+    new = known is None
+    if new or known["metadata"].get("generation") != connection["metadata"].get("generation"):
+        _controller.connection_changed(namespace, name)  # not for our own status writes (once a minute)
     _connections[(namespace, name)] = connection
     moved = (connection.get("status") or {}).get("observedGeneration") != connection["metadata"].get("generation")
     if new or moved:
