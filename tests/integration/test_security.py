@@ -200,6 +200,28 @@ def test_fleets_run_where_pod_security_restricted_is_enforced(stack: StackConfig
         (sidecar,) = go_pod.spec.init_containers
         assert sidecar.name == "conductor-sidecar" and sidecar.restart_policy == "Always"
         assert sidecar.security_context.run_as_user == 10001 and sidecar.security_context.capabilities.drop == ["ALL"]
+        # A template that asks for root there: the Deployment's pods are refused, and the ConductorWorker says
+        # why, naming the field (Degraded, from the ReplicaSet's FailedCreate).
+        root = {
+            "apiVersion": "conductor.io/v1alpha1",
+            "kind": "ConductorWorker",
+            "metadata": {"name": "root"},
+            "spec": {
+                **fleets[0]["spec"],
+                "template": {"securityContext": {"runAsNonRoot": False, "runAsUser": 0}},
+            },
+        }
+        _kubectl(stack, "apply", "-n", ns, "-f", "-", input=yaml.safe_dump(root))
+
+        def degraded() -> dict | None:
+            obj = json.loads(_kubectl(stack, "get", "cw", "root", "-n", ns, "-o", "json"))
+            found = next(
+                (c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Degraded"), None
+            )
+            return found if found and found["status"] == "True" else None
+
+        why = wait_for(degraded, 90, "the root-asking ConductorWorker Degraded")
+        assert why["reason"] == "FailedCreate" and "runAsUser=0" in why["message"], why
         # the admission really is enforcing: a pod that may escalate is refused in this namespace
         bad = client.V1Pod(
             metadata=client.V1ObjectMeta(name="escalates"),
