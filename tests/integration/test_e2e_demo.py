@@ -177,6 +177,7 @@ NOT_SEEN = {
     ("", "services", "delete"): "metrics.enabled never turned off here (test_operator_reconcile does)",
     # An authorization check only: blockOwnerDeletion on the children's ownerReferences.
     ("conductor.io", "conductorworkers/finalizers", "update"): "checked for blockOwnerDeletion, never requested",
+    ("", "pods", "patch"): "the deletion cost is set when busy pods may leave (test_chart: the admission policy)",
 }
 
 
@@ -188,10 +189,10 @@ def check_verbs_against_the_chart(stack: StackConfig, service_account: str) -> N
 
     events = stack_kube.audit_requests(stack, user)
     assert events, f"no audit event of {user}: is the API server's audit log on?"
-    refused = {
-        (e["verb"], (e.get("objectRef") or {}).get("resource"), e["responseStatus"].get("code"))
+    refused = {  # RBAC refusals ("cannot ... resource"), not those of a namespace being deleted
+        (e["verb"], (e.get("objectRef") or {}).get("resource"), e["responseStatus"].get("message", "")[:120])
         for e in events
-        if e["responseStatus"].get("code") == 403
+        if e["responseStatus"].get("code") == 403 and "being terminated" not in e["responseStatus"].get("message", "")
     }
     assert not refused, f"the operator was refused: {refused}"
     seen = set()

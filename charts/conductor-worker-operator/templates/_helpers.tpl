@@ -88,15 +88,16 @@ metadata:
 
 {{/* RBAC rules on ConductorWorkers and their children, granted per watched namespace (or cluster-wide). */}}
 {{- define "cwo.workloadRules" -}}
-# Only the verbs the operator uses (kopf and the operator write with PATCH; nothing lists or watches
-# the Services, PDBs or ServiceMonitors it applies).
+# Only the verbs the operator uses, as the API server's audit log of the end-to-end test shows them
+# (test_e2e_demo.py compares): kopf and the operator write with PATCH, read with list and watch, and GET
+# only a Deployment its watch has not seen yet, a ConductorConnection and a Secret.
 # ConductorWorkers: watched by kopf, patched for its finalizer and progress annotations.
 - apiGroups: ["conductor.io"]
   resources: ["conductorworkers"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["conductor.io"]
   resources: ["conductorworkers/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # ConductorConnections: watched (a change wakes the workers naming one), their Ready condition written.
 - apiGroups: ["conductor.io"]
   resources: ["conductorconnections"]
@@ -114,20 +115,27 @@ metadata:
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
-- apiGroups: ["", "policy", "monitoring.coreos.com"]
-  resources: ["services", "poddisruptionbudgets", "servicemonitors"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["create", "patch", "delete"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
   verbs: ["create", "patch", "delete"]
 # Worker pods: their IPs to scrape /metrics; patch sets the pod-deletion-cost of idle pods on scale-down.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 # Only the Secret a ConductorConnection names: to check it exists and to call that connection's server.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-- apiGroups: ["", "events.k8s.io"]
+# Events on ConductorWorkers (the operator's and kopf's, both core/v1, created and never updated).
+- apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/* RBAC rules kopf needs cluster-wide whatever the scope. */}}
