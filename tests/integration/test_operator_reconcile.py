@@ -423,38 +423,19 @@ CLUSTER_RULES = [
     },
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
 ]
-NAMESPACE_RULES = [
-    {
-        "apiGroups": ["conductor.io"],
-        "resources": ["conductorworkers"],
-        "verbs": ["get", "list", "watch", "patch", "update"],
-    },
-    {"apiGroups": ["conductor.io"], "resources": ["conductorworkers/status"], "verbs": ["get", "patch", "update"]},
+NAMESPACE_RULES = [  # the chart's (charts/.../_helpers.tpl, cwo.workloadRules)
+    {"apiGroups": ["conductor.io"], "resources": ["conductorworkers"], "verbs": ["list", "watch", "patch"]},
+    {"apiGroups": ["conductor.io"], "resources": ["conductorworkers/status"], "verbs": ["patch"]},
     {"apiGroups": ["conductor.io"], "resources": ["conductorconnections"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["conductor.io"], "resources": ["conductorconnections/status"], "verbs": ["patch"]},
-    {
-        "apiGroups": ["apps"],
-        "resources": ["deployments"],
-        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-    },
-    {
-        "apiGroups": [""],
-        "resources": ["services"],
-        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-    },
-    {
-        "apiGroups": ["policy"],
-        "resources": ["poddisruptionbudgets"],
-        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-    },
-    {
-        "apiGroups": ["monitoring.coreos.com"],
-        "resources": ["servicemonitors"],
-        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
-    },
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
+    {"apiGroups": ["conductor.io"], "resources": ["conductorworkers/finalizers"], "verbs": ["update"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "patch", "delete"]},
+    {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": ["create", "patch", "delete"]},
+    {"apiGroups": ["monitoring.coreos.com"], "resources": ["servicemonitors"], "verbs": ["create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch", "patch"]},
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 
 
