@@ -148,7 +148,6 @@ def test_schema_refuses_bad_values(helm):
         (["--set", "replicaCount=-1"], "/replicaCount"),
         (["--set", "unknownKey=1"], "unknownKey"),
         (["--set", "crds.instal=false"], "instal"),
-        (["--set", "rbac.scope=namespaced"], "/watchNamespaces"),
         (["--set", "replicaCount=2"], "/peering/enabled"),
     ]:
         proc = helm("template", "cwo", str(CHART), *bad, check=False)
@@ -192,22 +191,31 @@ def test_default_render(helm, monkeypatch):
     assert container["resources"]["requests"] and container["resources"]["limits"]
 
     env = env_of(docs)
-    assert env["WATCH_NAMESPACES"] == "" and env["CWO_DEFAULT_WORKER_IMAGE"] == "conductor-worker-runtime:0.1.0"
+    # namespaced by default: the release's own namespace, a Role there, nothing of the workloads cluster-wide
+    assert env["WATCH_NAMESPACES"] == "cwo-system"
+    assert env["CWO_DEFAULT_WORKER_IMAGE"] == "conductor-worker-runtime:0.1.0"
     assert env["CWO_STANDALONE"] == "1" and "CWO_PEERING" not in env
 
     (svc,) = by_kind(docs, "Service")
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
     assert svc["spec"]["selector"] == spec["selector"]["matchLabels"]
-    assert not by_kind(docs, "ServiceMonitor") and not by_kind(docs, "Role")
+    assert not by_kind(docs, "ServiceMonitor")
+    assert [(r["metadata"]["name"], r["metadata"]["namespace"]) for r in by_kind(docs, "Role")] == [
+        ("cwo-conductor-worker-operator", "cwo-system")
+    ]
     roles = {d["metadata"]["name"]: d for d in by_kind(docs, "ClusterRole")}
-    assert sorted(roles) == [f"cwo-conductor-worker-operator{s}" for s in ("", "-edit", "-view")]
+    assert sorted(roles) == [f"cwo-conductor-worker-operator{s}" for s in ("-cluster", "-edit", "-view")]
+    cluster_wide = {r for rule in roles["cwo-conductor-worker-operator-cluster"]["rules"] for r in rule["resources"]}
+    assert cluster_wide == {"customresourcedefinitions", "namespaces"}  # no Deployment, pod or Secret verb
     assert (
         roles["cwo-conductor-worker-operator-edit"]["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"]
         == "true"
     )
     assert by_kind(render(helm, "--set", "rbac.aggregateToDefaultRoles=false"), "ClusterRole")[0]["metadata"][
         "name"
-    ] == ("cwo-conductor-worker-operator")
+    ] == ("cwo-conductor-worker-operator-cluster")
+    cluster = render(helm, "--set", "rbac.scope=cluster")  # documented as cluster-wide: all namespaces
+    assert env_of(cluster)["WATCH_NAMESPACES"] == "" and not by_kind(cluster, "Role")
 
     for doc in docs:
         labels = doc["metadata"]["labels"]

@@ -54,11 +54,18 @@ app.kubernetes.io/part-of: conductor-worker-operator
 {{- printf "%s:%s" .Values.workerImage.repository (.Values.workerImage.tag | default .Chart.AppVersion) }}
 {{- end }}
 
+{{/* The namespaces the operator watches, comma-separated ("" = all): watchNamespaces, or with
+rbac.scope=namespaced and none listed, the release's own namespace. */}}
+{{- define "cwo.watchNamespaces" -}}
+{{- if .Values.watchNamespaces }}
+{{- join "," .Values.watchNamespaces }}
+{{- else if eq .Values.rbac.scope "namespaced" }}
+{{- .Release.Namespace }}
+{{- end }}
+{{- end }}
+
 {{/* Cross-field checks the schema cannot express clearly. */}}
 {{- define "cwo.validate" -}}
-{{- if and (eq .Values.rbac.scope "namespaced") (empty .Values.watchNamespaces) }}
-{{- fail "rbac.scope=namespaced needs watchNamespaces: namespaced Roles cannot cover all namespaces (use rbac.scope=cluster)" }}
-{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.peering.enabled) }}
 {{- fail "replicaCount > 1 needs peering.enabled=true: without kopf peering every replica would act" }}
 {{- end }}
@@ -144,7 +151,7 @@ metadata:
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
-{{- if .Values.watchNamespaces }}
+{{- if include "cwo.watchNamespaces" . }}
 # kopf, when it watches a list of namespaces, lists and watches Namespaces to follow them.
 - apiGroups: [""]
   resources: ["namespaces"]
