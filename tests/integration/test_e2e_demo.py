@@ -178,6 +178,7 @@ NOT_SEEN = {
     # An authorization check only: blockOwnerDeletion on the children's ownerReferences.
     ("conductor.io", "conductorworkers/finalizers", "update"): "checked for blockOwnerDeletion, never requested",
     ("", "pods", "patch"): "the deletion cost is set when busy pods may leave (test_chart: the admission policy)",
+    ("apps", "deployments", "get"): "read only when the watch has not yet seen the operator's own apply",
 }
 
 
