@@ -276,10 +276,21 @@ def test_peering_values(helm):
     assert env["CWO_PEERING"] == "conductor-worker-operator" and "CWO_STANDALONE" not in env
     assert env["CWO_LOG_FORMAT"] == "json" and env["CWO_DEFAULT_WORKER_IMAGE"] == "conductor-worker-runtime:0.1.1"
     assert dep["spec"]["template"]["metadata"]["annotations"] == {"team": "platform"}
-    (role,) = [r for r in by_kind(docs, "ClusterRole") if not r["metadata"]["name"].endswith(("-edit", "-view"))]
+    (role,) = by_kind(docs, "Role")  # namespaced (the default): kopf's peering object lives in the watched namespace
     assert {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["get", "list", "watch", "patch"]} in (
         role["rules"]
     )
+    cluster = render(
+        helm, *values("peering-two-replicas"), "--set", "rbac.scope=cluster", "--set", "watchNamespaces=null"
+    )
+    (cluster_role,) = [
+        r for r in by_kind(cluster, "ClusterRole") if not r["metadata"]["name"].endswith(("-edit", "-view"))
+    ]
+    assert {
+        "apiGroups": ["kopf.dev"],
+        "resources": ["clusterkopfpeerings"],
+        "verbs": ["get", "list", "watch", "patch"],
+    } in (cluster_role["rules"])
     (sm,) = by_kind(docs, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "prometheus"
     notes = helm("install", "cwo", str(CHART), "--dry-run=client", *values("peering-two-replicas")).stdout
