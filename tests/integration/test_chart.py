@@ -301,6 +301,10 @@ def test_notes_tell_the_next_step(helm):
     out = helm("install", "cwo", str(CHART), "--dry-run=client", "--namespace", "cwo-system").stdout
     notes = out[out.index("NOTES:") :]
     assert "kubectl apply" in notes and "kind: ConductorWorker" in notes and "kubectl get cw" in notes
+    # namespaced by default: the notes say which namespace is watched and apply the example there
+    assert "watches ConductorWorkers in namespace(s) cwo-system" in notes and "kubectl apply -n cwo-system" in notes
+    out = helm("install", "cwo", str(CHART), "--dry-run=client", "--set", "rbac.scope=cluster").stdout
+    assert "watches ConductorWorkers in all namespaces" in out[out.index("NOTES:") :]
 
 
 # -- a real install ------------------------------------------------------------------------------------
