@@ -46,16 +46,17 @@ class BusyTime:
         self._since = clock()
 
     def set(self, busy: float) -> None:
-        with self._lock:
-            now = self.clock()
-            self._total += self._busy * (now - self._since)
-            self._busy, self._since = max(0.0, busy), now
+        self._move(lambda _: busy)
 
     def add(self, delta: float) -> None:
+        self._move(lambda busy: busy + delta)
+
+    def _move(self, to: Callable[[float], float]) -> None:
+        """Account the time at the old count, then change it (never below zero), under one lock."""
         with self._lock:
             now = self.clock()
             self._total += self._busy * (now - self._since)
-            self._busy, self._since = max(0.0, self._busy + delta), now
+            self._busy, self._since = max(0.0, to(self._busy)), now
 
     def seconds(self) -> float:
         with self._lock:

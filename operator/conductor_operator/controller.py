@@ -149,7 +149,8 @@ class Controller:
         self.clock = clock
         self._states: dict[tuple[str, str], State] = {}
         self._lock = threading.Lock()
-        self._connections: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._connections: dict[tuple[str, str], tuple[float, dict[str, Any] | None]] = {}  # read by GET
+        self._watched: dict[tuple[str, str], dict[str, Any]] = {}  # as the watch delivers them (handlers)
         self._probes = ServerClients(5.0)  # the connections' checks
 
     def state(self, namespace: str, name: str) -> State:
@@ -207,11 +208,34 @@ class Controller:
         for st in waiting:
             st.wake.set()
 
-    def _connection(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The ConductorConnection, read at most every CONNECTION_TTL_SECONDS (a change of it clears it)."""
+    def connection_seen(self, namespace: str, name: str, body: dict[str, Any] | None) -> bool:
+        """The watch's view of a ConductorConnection (None: deleted). A new spec (not our own status writes)
+        wakes the workers naming it. True when the spec is new to this process (to check it now)."""
         key = (namespace, name)
         with self._lock:
+            known = self._watched.pop(key, None)
+            if body is not None:
+                self._watched[key] = body
+        fresh = body is not None and (
+            known is None or known["metadata"].get("generation") != body["metadata"].get("generation")
+        )
+        if fresh or body is None:
+            self.connection_changed(namespace, name)
+        return fresh
+
+    def watched_connections(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._watched.values())
+
+    def _connection(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConductorConnection: the watch's copy, else read at most every CONNECTION_TTL_SECONDS (a
+        change of it clears that)."""
+        key = (namespace, name)
+        with self._lock:
+            watched = self._watched.get(key)
             cached = self._connections.get(key)
+        if watched is not None:
+            return watched
         if cached is not None and time.monotonic() - cached[0] < CONNECTION_TTL_SECONDS:
             return cached[1]
         found = self.kube.get(f"{builders.GROUP}/{builders.VERSION}", connections.KIND, namespace, name)
@@ -303,10 +327,10 @@ class Controller:
         return False if self._child(failures, "delete", kind, owner.name, delete) is not None else exists
 
     def apply_children(
-        self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None
+        self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None, grace: int | None
     ) -> dict[str, Any] | None:
         """Apply Deployment, Service, ServiceMonitor and PDB; returns the applied Deployment (the one
-        read before, when its apply failed)."""
+        read before, when its apply failed). grace: the step's _grace."""
         owner = builders.Owner.from_body(body)
         spec = body["spec"]
         failures: list[Problem] = []
@@ -318,7 +342,7 @@ class Controller:
         else:
             fresh = False
         replicas = self._replicas(spec, st, deployment)
-        dep_manifest = builders.deployment(owner, spec, replicas, self.config, self._grace(body, deployment))
+        dep_manifest = builders.deployment(owner, spec, replicas, self.config, grace)
         applied = self._child(failures, "apply", "Deployment", owner.name, lambda: self.kube.apply(dep_manifest))
         if applied is None:
             changed = False
@@ -378,12 +402,14 @@ class Controller:
             f" ({refused})" if refused else "",
         )
 
-    def _needs_apply(self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None) -> bool:
+    def _needs_apply(
+        self, body: dict[str, Any], st: State, deployment: dict[str, Any] | None, grace: int | None
+    ) -> bool:
         if deployment is None or st.applied.generation is None or st.applied.problems:
             return True  # missing, or a child was refused last time: try again at every step
         if deployment["metadata"].get("generation") != st.applied.generation:
             return True  # someone else changed the spec: put our fields back
-        wanted = self._wanted_hash(body, st, self._grace(body, deployment))
+        wanted = self._wanted_hash(body, st, grace)
         if (deployment["metadata"].get("annotations") or {}).get(builders.HASH_ANNOTATION) != wanted:
             return True
         return self.clock() - st.applied.last_full > FULL_RESYNC_SECONDS
@@ -441,8 +467,9 @@ class Controller:
             if resolution.blocking:  # no server to point the pods at: status only, a full step again next time
                 self._write_status(body, st, deployment, None)
                 return
-            if force or self._needs_apply(body, st, deployment):
-                deployment = self.apply_children(body, st, deployment)
+            grace = self._grace(body, deployment)  # once per step: it reads the task definitions
+            if force or self._needs_apply(body, st, deployment, grace):
+                deployment = self.apply_children(body, st, deployment, grace)
             self._write_status(body, st, deployment, None)
             if force:
                 self._reconciled(body, st)
@@ -461,8 +488,9 @@ class Controller:
             if resolution.blocking:  # no server to ask or to point the pods at: the replicas stay as they are
                 self._write_status(body, st, deployment, None)
                 return
-            if force or self._needs_apply(body, st, deployment):
-                deployment = self.apply_children(body, st, deployment)
+            grace = self._grace(body, deployment)  # once per step: it reads the task definitions
+            if force or self._needs_apply(body, st, deployment, grace):
+                deployment = self.apply_children(body, st, deployment, grace)
             cfg = config_from_spec(spec.get("autoscaling") or {})
             interval = float((spec.get("autoscaling") or {}).get("pollingIntervalSeconds") or 5)
             observed = self._observe(body, interval, cached)
@@ -512,7 +540,7 @@ class Controller:
                 if direction == "down" and scrape.busy_pods:
                     protect_busy_pods(self.kube, ns, pods, scrape)
                 st.scaling.desired = decision.desired
-                deployment = self.apply_children(body, st, deployment)
+                deployment = self.apply_children(body, st, deployment, grace)
                 self.kube.event(body, "Normal", "Scaled", f"Scaled from {current} to {decision.desired}: {reason}")
                 log.info("%s/%s scaled %s -> %s: %s", ns, name, current, decision.desired, reason)
             opmetrics.DECISIONS.labels(ns, name, direction).inc()

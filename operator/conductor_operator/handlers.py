@@ -32,7 +32,6 @@ from conductor_operator.watched import MANAGED, owner_key, slim_deployment, slim
 log = logging.getLogger(__name__)
 _controller: Controller | None = None
 _executor: ThreadPoolExecutor | None = None  # the threads the per-object loops run their blocking steps on
-_connections: dict[tuple[str, str], dict[str, Any]] = {}  # the ConductorConnections seen (their checks)
 _checker: asyncio.Task | None = None
 
 
@@ -152,21 +151,16 @@ async def connection_changes(namespace: str, name: str, body: kopf.Body, **_: An
     if _controller is None:
         return
     connection = plain(body)
-    known = _connections.get((namespace, name))
-    new = known is None
-    if new or known["metadata"].get("generation") != connection["metadata"].get("generation"):
-        _controller.connection_changed(namespace, name)  # not for our own status writes (once a minute)
-    _connections[(namespace, name)] = connection
+    fresh = _controller.connection_seen(namespace, name, connection)
     moved = (connection.get("status") or {}).get("observedGeneration") != connection["metadata"].get("generation")
-    if new or moved:
+    if fresh or moved:
         asyncio.get_running_loop().create_task(_check(connection))
 
 
 @kopf.on.event(builders.GROUP, builders.VERSION, connections.PLURAL, when=lambda type, **_: type == "DELETED")
 async def connection_deleted(namespace: str, name: str, **_: Any) -> None:
-    _connections.pop((namespace, name), None)
     if _controller is not None:
-        _controller.connection_changed(namespace, name)
+        _controller.connection_seen(namespace, name, None)
 
 
 async def _check(connection: dict[str, Any]) -> None:
@@ -184,7 +178,7 @@ async def _check_connections_forever() -> None:
     finalizer on every connection, which an uninstalled operator would leave stuck."""
     while True:
         await asyncio.sleep(connections.CHECK_SECONDS)
-        for connection in list(_connections.values()):
+        for connection in controller().watched_connections():
             await _check(connection)
 
 

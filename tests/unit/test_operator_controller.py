@@ -802,3 +802,22 @@ def test_a_connection_check_writes_a_ready_condition_without_the_reply(world, mo
     ready = status["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("False", "SecretUnusable")
     assert kube.objects[("ConductorConnection", NS, "prod")]["status"] == status
+
+
+def test_a_watched_connection_is_used_without_a_read_and_a_new_spec_wakes_its_workers(world):
+    kube, _, _, _, ctl = world
+    cw = body(conductor={"connectionRef": {"name": "prod"}}, autoscaling=autoscaling())
+    assert ctl.connection_seen(NS, "prod", connection(secret=None)) is True  # first seen: check it now
+    ctl.autoscale(cw, force=True)  # FakeKube holds no ConductorConnection: the watch's copy serves
+    assert env_of(kube)["CONDUCTOR_SERVER_URL"] == "https://conductor.example/api"
+    st = ctl.state(NS, "orders")
+    st.wake.clear()
+    assert ctl.connection_seen(NS, "prod", connection(secret=None)) is False  # a status write: same generation
+    assert not st.wake.is_set()
+    moved = connection(url="https://other.example/api", secret=None)
+    moved["metadata"]["generation"] = 2
+    assert ctl.connection_seen(NS, "prod", moved) is True and st.wake.is_set()
+    assert [c["spec"]["serverUrl"] for c in ctl.watched_connections()] == ["https://other.example/api"]
+    ctl.connection_seen(NS, "prod", None)  # deleted: read again, and not there
+    ctl.autoscale(cw)
+    assert cond(last_status(ctl.kube), "Degraded")["reason"] == "ConnectionNotFound"
