@@ -15,7 +15,7 @@ from typing import Any
 
 from conductor_operator import sidecar_pod
 from conductor_operator.config import Config
-from conductor_operator.sdk_env import CONVENTIONS, auth_env, sdk_env
+from conductor_operator.sdk_env import CONVENTIONS, auth_env, env_value, sdk_env
 from worker_runtime import env_names
 
 GROUP = "conductor.io"
@@ -185,10 +185,6 @@ def task_names(spec: dict[str, Any]) -> list[str]:
     return [t["name"] for t in spec.get("tasks") or []]
 
 
-def _env_value(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 def _override(env: list[dict[str, Any]], *overrides: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Later lists win by name: an override replaces the operator's value instead of duplicating it."""
     out = list(env)
@@ -247,7 +243,7 @@ def worker_env(spec: dict[str, Any]) -> list[dict[str, Any]]:
         if form == "ALL" or forms.count(form) > 1:
             continue  # the name form would also be another task's (or every task's): the exact JSON says it
         for prop, value in settings.items():
-            env.append({"name": env_names.upper_underscore(task["name"], prop), "value": _env_value(value)})
+            env.append({"name": env_names.upper_underscore(task["name"], prop), "value": env_value(value)})
     if exact:  # exact task names, read first by the runtime (worker_runtime/config.py)
         env.append({"name": env_names.TASK_SETTINGS, "value": json.dumps(exact, separators=(",", ":"))})
     # User env last and by name: an override replaces the operator's value instead of duplicating it.

@@ -114,7 +114,7 @@ def auth_env(ref: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     ]
 
 
-def _value(value: Any) -> str:
+def env_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -145,5 +145,5 @@ def sdk_env(
             value = task.get(spec_field)
             if value is None or value == "":
                 continue
-            env.append({"name": conv.task_var(task["name"], conv.props[spec_field]), "value": _value(value)})
+            env.append({"name": conv.task_var(task["name"], conv.props[spec_field]), "value": env_value(value)})
     return env
